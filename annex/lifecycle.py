@@ -1,0 +1,306 @@
+"""What the commands do: create, extend, delete and show annexes. The CLI is a thin adapter over this.
+
+Each command validates everything it can before it creates anything, says what will happen, asks (unless
+told not to), acts through `annex.aws`, and reports through a `ui` object (see annex/ui.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from . import condor, cost
+from .aws import ANNEX_TAG, EXPIRY_TAG, Aws
+from .config import (
+    DEFAULT_IDLE_SECONDS,
+    EXPIRY_KEY,
+    AnnexConfig,
+    annex_names,
+    expiry_cron,
+    format_remaining,
+    format_time,
+    iso_utc,
+    make_config,
+    parse_expiry,
+)
+from .errors import AnnexError, AnnexExists, AwsError, ConfigError, StackFailed
+from .template import build_template, compact
+
+DEFAULT_MAX_LEASE = timedelta(days=7)
+FAILED = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED")
+
+
+@dataclass
+class CreateRequest:
+    project_id: str
+    expiry: str
+    instances: str | int
+    region: str | None = None
+    owners: tuple[str, ...] = ()
+    idle_seconds: int = DEFAULT_IDLE_SECONDS
+    token_file: str | None = None
+    condor_config: str | None = None
+    max_price: float | None = None
+    budget: float | None = None
+    yes: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class Interrupted(AnnexError):
+    exit_code = 130
+
+
+def stack_parameters(config: AnnexConfig, names, network, collector_port: int) -> dict:
+    """The stack's parameters for `config`: everything per annex that the template leaves open."""
+    params = {
+        "ProjectId": config.project_id,
+        "BucketName": names.bucket,
+        "Expiry": iso_utc(config.expiry),
+        "ExpiryCron": expiry_cron(config.expiry),
+        "VpcId": network.vpc_id,
+        "SubnetIds": ",".join(network.subnet_ids),
+        "KeyName": network.key_name,
+        "CollectorPort": collector_port,
+    }
+    for i, (ref, count) in enumerate(zip(config.references, config.counts), start=1):
+        params.update({f"ImageId{i}": ref.image_id, f"InstanceType{i}": ref.instance_type, f"SpotPrice{i}": ref.spot_price or "", f"Count{i}": count})
+    return params
+
+
+def stack_tags(config: AnnexConfig) -> dict:
+    """Stack-level tags; CloudFormation copies them onto every resource (instances included)."""
+    return {ANNEX_TAG: config.project_id, EXPIRY_TAG: iso_utc(config.expiry)}
+
+
+def max_lease(aws: Aws) -> timedelta:
+    limits = cost.limits_for(aws) if hasattr(cost, "limits_for") else None
+    return getattr(limits, "max_lease", None) or DEFAULT_MAX_LEASE
+
+
+def check_lease_length(expiry: datetime, longest: timedelta, now: datetime | None = None) -> None:
+    now = now or datetime.now(timezone.utc)
+    if expiry - now > longest:
+        days = longest.total_seconds() / 86400
+        raise ConfigError("expiry", f"{format_time(expiry)} is more than the administrator's maximum lease ({days:g} days) away")
+
+
+# --- create ------------------------------------------------------------------------------------------
+
+
+def create(request: CreateRequest, ui) -> int:
+    aws = Aws(request.region)
+    # Validate the request itself before any AWS call, then the account, then the pool.
+    expiry = parse_expiry(request.expiry)
+    make_config(request.project_id, expiry, request.instances, [_placeholder_reference()])
+    names = annex_names(request.project_id.strip(), aws.account_id(), aws.region)
+    if aws.find_stack(names.stack):
+        raise AnnexExists(f"an annex for project {request.project_id!r} already exists in {aws.region}; "
+                          f"use 'condor_annex extend' or 'condor_annex delete'")
+    pool = condor.read_pool(request.condor_config)
+    credential = condor.read_credential(pool, request.token_file)
+    condor.check_pool(pool, credential)
+    network = aws.discover_network()
+    config = make_config(request.project_id, expiry, request.instances, aws.discover_references(),
+                         region=aws.region, owners=request.owners, idle_seconds=request.idle_seconds)
+    check_lease_length(config.expiry, max_lease(aws))
+    ceiling = cost.ceiling(aws, config, max_price=request.max_price, budget=request.budget)
+    ui.summary(config, names, network, ceiling)
+    if not request.yes and not ui.confirm("Create this annex?"):
+        ui.say("Nothing was created.")
+        return 1
+    objects = condor.bucket_objects(config.project_id, pool, credential, config.owners or condor.default_owners(),
+                                    config.idle_seconds, iso_utc(config.expiry))
+    template = build_template(config)
+    stack_id = aws.create_stack(names.stack, compact(template), stack_parameters(config, names, network, pool.collector_port),
+                                stack_tags(config), aws.service_role_arn())
+    _wait_for_create(aws, stack_id, names, objects, config, ui)
+    return 0
+
+
+def _placeholder_reference():
+    from .config import Reference
+
+    return Reference("HTCondorAnnex-1", "ami-00000000", "t3.micro")
+
+
+def _wait_for_create(aws: Aws, stack_id, names, objects, config, ui) -> None:
+    uploaded = []
+
+    def on_event(event):
+        ui.event(event)
+        if event["LogicalResourceId"] == "ConfigBucket" and event["ResourceStatus"] == "CREATE_COMPLETE" and not uploaded:
+            aws.put_objects(names.bucket, objects)  # as soon as the bucket exists, so instances find it early
+            uploaded.append(True)
+
+    try:
+        with ui.working(f"Creating annex {config.project_id!r} (stack {names.stack})"):
+            final = aws.wait(stack_id, lambda s: not s.endswith("_IN_PROGRESS"), on_event)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped waiting; stack {names.stack} goes on being created in {aws.region}. "
+            f"Watch it with 'condor_annex status --project-id {config.project_id!r}', "
+            f"or end it with 'condor_annex delete --project-id {config.project_id!r}'"
+        ) from None
+    if final["StackStatus"] != "CREATE_COMPLETE":
+        reason = first_failure(aws, stack_id)
+        _cleanup_failed_create(aws, stack_id, names, final)
+        raise StackFailed(f"creating the annex failed: {reason}; nothing was left behind")
+    if not uploaded:
+        aws.put_objects(names.bucket, objects)
+    groups = [g for g in _outputs(final).get("GroupNames", "").split(",") if g]
+    ui.created(config, names, aws.groups(groups))
+
+
+def first_failure(aws: Aws, stack_id) -> str:
+    """The first resource CloudFormation says failed, and why."""
+    for event in reversed(aws.stack_events(stack_id)):
+        if event["ResourceStatus"] in FAILED and event.get("ResourceStatusReason") and event["LogicalResourceId"] != event["StackName"]:
+            return f"{event['LogicalResourceId']} ({event['ResourceType']}): {event['ResourceStatusReason']}"
+    stack = aws.stack_status(stack_id)
+    return stack.get("StackStatusReason") or stack["StackStatus"]
+
+
+def _cleanup_failed_create(aws: Aws, stack_id, names, final) -> None:
+    """OnFailure=DELETE rolls the stack back; make sure the bucket (non-empty buckets survive) goes too."""
+    aws.delete_bucket(names.bucket) if aws.bucket_exists(names.bucket) else None
+    if final["StackStatus"] not in ("DELETE_COMPLETE",):
+        aws.delete_stack(stack_id)
+        aws.wait(stack_id, lambda s: s in ("DELETE_COMPLETE", "DELETE_FAILED"))
+        aws.delete_bucket(names.bucket) if aws.bucket_exists(names.bucket) else None
+
+
+def _outputs(stack: dict) -> dict:
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _parameters(stack: dict) -> dict:
+    return {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
+
+
+def _tag(stack: dict, key: str) -> str | None:
+    return next((t["Value"] for t in stack.get("Tags", []) if t["Key"] == key), None)
+
+
+def find_annex(aws: Aws, project_id: str) -> dict | None:
+    if not (project_id or "").strip():
+        raise ConfigError("project-id", "is empty")
+    names = annex_names(project_id.strip(), aws.account_id(), aws.region)
+    return aws.find_stack(names.stack)
+
+
+# --- extend ------------------------------------------------------------------------------------------
+
+
+def extend(project_id: str, expiry_text: str, region: str | None, yes: bool, ui, budget=None, max_price=None) -> int:
+    aws = Aws(region)
+    expiry = parse_expiry(expiry_text)
+    stack = find_annex(aws, project_id)
+    if stack is None:
+        raise AwsError(f"no annex for project {project_id!r} in {aws.region}; 'condor_annex status' lists them")
+    if stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"):
+        raise AwsError(f"annex {project_id!r} is {stack['StackStatus']}; try again when it is complete")
+    check_lease_length(expiry, max_lease(aws))
+    params = _parameters(stack)
+    old = parse_expiry_param(params["Expiry"])
+    ui.say(f"Annex {project_id!r}: lease moves from {format_time(old)} to {format_time(expiry)}.")
+    if hasattr(cost, "extension_ceiling"):
+        ui.ceiling(cost.extension_ceiling(aws, stack, expiry, max_price=max_price, budget=budget))
+    if not yes and not ui.confirm("Extend the lease?"):
+        ui.say("Nothing was changed.")
+        return 1
+    aws.update_parameters(stack, {"Expiry": iso_utc(expiry), "ExpiryCron": expiry_cron(expiry)},
+                          {ANNEX_TAG: _tag(stack, ANNEX_TAG) or project_id, EXPIRY_TAG: iso_utc(expiry)})
+    try:
+        with ui.working("Moving the lease"):
+            final = aws.wait(stack["StackId"], lambda s: not s.endswith("_IN_PROGRESS"), ui.event)
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped waiting; the lease update goes on. Run 'condor_annex status --project-id {project_id!r}' to see it") from None
+    if final["StackStatus"] != "UPDATE_COMPLETE":
+        raise StackFailed(f"extending the lease failed: {first_failure(aws, stack['StackId'])}; the old expiry stands")
+    aws.put_objects(params["BucketName"], {EXPIRY_KEY: iso_utc(expiry).encode()})  # the instances' own lease
+    ui.say(f"The annex now ends at {format_time(expiry)}.")
+    return 0
+
+
+def parse_expiry_param(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+# --- delete ------------------------------------------------------------------------------------------
+
+
+def delete(project_id: str, region: str | None, yes: bool, ui) -> int:
+    aws = Aws(region)
+    stack = find_annex(aws, project_id)
+    if stack is None:
+        ui.say(f"No annex for project {project_id!r} in {aws.region}; nothing to delete.")
+        return 0
+    bucket = _parameters(stack).get("BucketName")
+    if not yes and not ui.confirm(f"Delete annex {project_id!r} and terminate its instances?"):
+        ui.say("Nothing was deleted.")
+        return 1
+    delete_stack_and_bucket(aws, stack, bucket, ui)
+    ui.say(f"Annex {project_id!r} is gone: instances terminated, bucket and stack deleted.")
+    return 0
+
+
+def delete_stack_and_bucket(aws: Aws, stack, bucket, ui) -> None:
+    if bucket:
+        aws.empty_bucket(bucket)  # CloudFormation cannot delete a bucket that holds objects
+    if stack["StackStatus"] != "DELETE_IN_PROGRESS":
+        aws.delete_stack(stack["StackId"])
+    try:
+        with ui.working("Deleting the annex"):
+            final = aws.wait(stack["StackId"], lambda s: s in ("DELETE_COMPLETE", "DELETE_FAILED"), ui.event)
+    except KeyboardInterrupt:
+        raise Interrupted("stopped waiting; the deletion goes on in AWS. Run the same delete again to wait for it") from None
+    if final["StackStatus"] == "DELETE_FAILED":
+        raise StackFailed(
+            f"deleting the annex failed: {first_failure(aws, stack['StackId'])}; fix that and run the delete again"
+        )
+    if bucket and aws.bucket_exists(bucket):
+        aws.delete_bucket(bucket)
+
+
+# --- status ------------------------------------------------------------------------------------------
+
+
+def status(project_id: str | None, region: str | None, now: datetime | None = None) -> list[dict]:
+    """Every annex in the region (or one): project, expiry, time left, instances by state, stack state."""
+    aws = Aws(region)
+    now = now or datetime.now(timezone.utc)
+    if project_id:
+        stack = find_annex(aws, project_id)
+        stacks = [stack] if stack else []
+    else:
+        stacks = aws.annex_stacks()
+    group_names = [g for s in stacks for g in _outputs(s).get("GroupNames", "").split(",") if g]
+    groups = {g["AutoScalingGroupName"]: g for g in aws.groups(group_names)} if group_names else {}
+    return [_annex_status(s, groups, now) for s in stacks]
+
+
+def _annex_status(stack, groups, now) -> dict:
+    params = _parameters(stack)
+    expiry = parse_expiry_param(params["Expiry"])
+    states: dict[str, int] = {}
+    requested = 0
+    launched = []
+    for name in [g for g in _outputs(stack).get("GroupNames", "").split(",") if g]:
+        group = groups.get(name, {})
+        requested += group.get("DesiredCapacity", 0)
+        for inst in group.get("Instances", []):
+            states[inst["LifecycleState"]] = states.get(inst["LifecycleState"], 0) + 1
+            launched.append(inst)
+    return {
+        "project_id": _tag(stack, ANNEX_TAG) or params.get("ProjectId"),
+        "stack": stack["StackName"],
+        "stack_status": stack["StackStatus"],
+        "region": stack["StackId"].split(":")[3],
+        "expiry_utc": iso_utc(expiry),
+        "expiry_local": format_time(expiry),
+        "time_left": format_remaining(expiry, now),
+        "seconds_left": max(0, int((expiry - now).total_seconds())),
+        "desired_instances": requested,
+        "instances": states,
+        "bucket": params.get("BucketName"),
+    }

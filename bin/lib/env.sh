@@ -1,0 +1,37 @@
+# shellcheck shell=bash
+# Shared by bin/test, bin/demo and bin/render-templates: the project's own virtualenvs, made on first use.
+VENV="${ANNEX_VENV:-$PWD/.venv}"
+CHECKOV_VENV="${ANNEX_CHECKOV_VENV:-$PWD/.venv-checkov}"
+PYTHON="${PYTHON:-python3}"
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/condor_annex" ] || [ setup.cfg -nt "$VENV/.installed" ]; then
+    echo "bin: installing condor_annex and its test extras into $VENV" >&2
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
+    "$VENV/bin/python" -m pip install --quiet -e '.[test]' >&2
+    touch "$VENV/.installed"
+  fi
+}
+
+ensure_checkov() {
+  if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+    echo "bin: installing checkov into $CHECKOV_VENV" >&2
+    "$PYTHON" -m venv "$CHECKOV_VENV"
+    "$CHECKOV_VENV/bin/python" -m pip install --quiet checkov >&2
+  fi
+  export ANNEX_CHECKOV="$CHECKOV_VENV/bin/checkov"
+}
+
+# libfaketime moves a process's clock (the lease tests run the deployed lease code "after" its expiry).
+ensure_faketime() {
+  if ! command -v faketime >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bin: installing faketime (Debian package)" >&2
+    { apt-get update -q && apt-get install -y -q faketime; } >/dev/null 2>&1 || echo "bin: could not install faketime" >&2
+  fi
+}
+
+ensure_test_tools() {
+  ensure_checkov
+  ensure_faketime
+}
