@@ -340,6 +340,137 @@ class Aws:
                 if error.response.get("Error", {}).get("Code") != "NoSuchBucket":
                     raise
 
+    # --- prices and limits ---------------------------------------------------------------------------
+
+    PRICING_REGION = "us-east-1"  # the Price List API answers in a few regions only; this one serves them all
+    # A price is worth a few seconds, not a minute: without one the user is asked for --max-price.
+    PRICING_RETRIES = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
+
+    def pricing(self):
+        """The Price List API's client, always on its us-east-1 endpoint whatever the annex's region."""
+        if "pricing" not in self._clients:
+            self._clients["pricing"] = self.session.client(
+                "pricing", region_name=self.PRICING_REGION, config=self.PRICING_RETRIES
+            )
+        return self._clients["pricing"]
+
+    def price_list(self, instance_type: str, region: str | None = None) -> list[str]:
+        """AWS's on-demand Linux price documents (JSON text) for one instance type in a region.
+
+        One call per page of products (a handful at most).
+        """
+        filters = {
+            "instanceType": instance_type,
+            "regionCode": region or self.region,
+            "operatingSystem": "Linux",
+            "tenancy": "Shared",
+            "preInstalledSw": "NA",
+            "capacitystatus": "Used",
+        }
+        documents = []
+        with translated(f"asking AWS's Price List API for the price of {instance_type}"):
+            pages = self.pricing().get_paginator("get_products").paginate(
+                ServiceCode="AmazonEC2",
+                Filters=[{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in filters.items()],
+                FormatVersion="aws_v1",
+            )
+            for page in pages:
+                documents += page.get("PriceList", [])
+        return documents
+
+    def parameter_text(self, name: str) -> str | None:
+        """An SSM String parameter's value in this region (e.g. the administrator's limits), None when absent."""
+        with translated(f"reading SSM parameter {name} in {self.region}"):
+            try:
+                return self.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "ParameterNotFound":
+                    return None
+                raise
+
+    def group_instances(self, group_names: list[str]) -> list[dict]:
+        """The EC2 instances of the named AutoScaling groups, with their launch times.
+
+        One call per page, never per instance; 200 names a call (EC2's limit on a filter's values).
+        """
+        found = []
+        with translated("reading the annex's instances"):
+            for start in range(0, len(group_names), 200):
+                pages = self.client("ec2").get_paginator("describe_instances").paginate(
+                    Filters=[{"Name": "tag:aws:autoscaling:groupName", "Values": group_names[start : start + 200]}]
+                )
+                for page in pages:
+                    found += [i for r in page["Reservations"] for i in r["Instances"]]
+        return found
+
+    # --- set-up ---
+
+    def caller_arn(self) -> str:
+        """Who the credentials belong to (a user, or an assumed role's session)."""
+        with translated("checking your AWS credentials"):
+            return self.session.client("sts", config=PROBE).get_caller_identity()["Arn"]
+
+    def key_pair_exists(self, name: str) -> bool:
+        with translated(f"looking for key pair {name}"):
+            keys = self.client("ec2").describe_key_pairs(Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"]
+        return bool(keys)
+
+    def create_key_pair(self, name: str) -> str:
+        """Create the key pair; returns the private key (PEM), which AWS hands out this once only."""
+        with translated(f"creating key pair {name}"):
+            return self.client("ec2").create_key_pair(KeyName=name, KeyType="ed25519", KeyFormat="pem")["KeyMaterial"]
+
+    def vpc_facts(self, vpc_id: str) -> dict:
+        """An existing VPC's DNS attributes and subnets (with their tags and public-address setting)."""
+        ec2 = self.client("ec2")
+        with translated(f"reading VPC {vpc_id}"):
+            ec2.describe_vpcs(VpcIds=[vpc_id])
+            attr = lambda name: ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=name)[name[0].upper() + name[1:]]["Value"]
+            subnets = []
+            for page in ec2.get_paginator("describe_subnets").paginate(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]):
+                subnets += page["Subnets"]
+            return {"dns_support": attr("enableDnsSupport"), "dns_hostnames": attr("enableDnsHostnames"), "subnets": subnets}
+
+    def tag_resources(self, resource_ids: list[str], tags: dict) -> None:
+        with translated(f"tagging {', '.join(resource_ids)}"):
+            self.client("ec2").create_tags(Resources=resource_ids, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    def deploy_setup_stack(self, body: str) -> tuple[str, str]:
+        """Create the set-up stack, or update it in place. Returns (stack id, "create" | "update" | "unchanged")."""
+        cfn = self.client("cloudformation")
+        stack = self.find_stack(SETUP_STACK)
+        args = dict(StackName=SETUP_STACK, TemplateBody=body, Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"])
+        if stack is None:
+            with translated(f"creating stack {SETUP_STACK}"):
+                return cfn.create_stack(**args, OnFailure="DELETE", Tags=[{"Key": "htcondor:AnnexSetup", "Value": "true"}])["StackId"], "create"
+        with translated(f"updating stack {SETUP_STACK}"):
+            try:
+                cfn.update_stack(**args)
+            except ClientError as error:
+                if "No updates are to be performed" in str(error):
+                    return stack["StackId"], "unchanged"
+                raise
+        return stack["StackId"], "update"
+
+    def simulate(self, principal_arn: str, actions: list[str], resources: list[str], context: dict | None = None) -> dict:
+        """IAM's policy simulator for one principal: action -> decision ("allowed", "implicitDeny", "explicitDeny")."""
+        entries = [{"ContextKeyName": k, "ContextKeyValues": [v], "ContextKeyType": "string"} for k, v in (context or {}).items()]
+        from botocore.parsers import ResponseParserError
+
+        decisions = {}
+        iam = self.session.client("iam", config=PROBE)  # few retries: a simulator that cannot answer is only a warning
+        with translated("asking IAM's policy simulator"):
+            try:
+                pages = iam.get_paginator("simulate_principal_policy").paginate(
+                    PolicySourceArn=principal_arn, ActionNames=actions, ResourceArns=resources, ContextEntries=entries
+                )
+                for page in pages:
+                    for result in page["EvaluationResults"]:
+                        decisions[result["EvalActionName"]] = result["EvalDecision"]
+            except ResponseParserError as error:  # an endpoint without a simulator answers with a non-AWS error page
+                raise AwsError("asking IAM's policy simulator: the endpoint has no policy simulator") from error
+        return decisions
+
 
 def stack_missing(error: Exception) -> bool:
     return isinstance(error, StackNotFound) or "does not exist" in str(error)

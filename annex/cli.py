@@ -88,10 +88,10 @@ def main(ctx, debug, **kw):
     """
     if ctx.invoked_subcommand:
         return
-    if not any(kw[k] for k in ("project_id", "expiry", "instances")):
+    if all(kw[k] is None for k in ("project_id", "expiry", "instances")):
         click.echo(ctx.get_help())
         return
-    missing = [f"--{k.replace('_', '-')}" for k in ("project_id", "expiry", "instances") if not kw[k]]
+    missing = [f"--{k.replace('_', '-')}" for k in ("project_id", "expiry", "instances") if kw[k] is None]
     if missing:
         raise click.UsageError(f"creating an annex needs {', '.join(missing)}")
     ctx.invoke(create_command, **kw)
@@ -154,7 +154,7 @@ def delete_command(project_id, region, yes):
 
 
 @main.command("render", epilog="Example:\n\n    condor_annex render --format json --references 2 --lint")
-@click.argument("which", type=click.Choice(["annex"]), default="annex")
+@click.argument("which", type=click.Choice(["annex", "setup"]), default="annex")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 @click.option("--references", type=click.IntRange(1, 8), default=8, show_default=True, help="How many HTCondorAnnex-N references the annex uses.")
 @click.option("--lint", is_flag=True, help="Also check the template with cfn-lint (findings on stderr).")
@@ -163,7 +163,12 @@ def render_command(which, fmt, references, lint):
     """Print a template for review; needs no AWS account."""
     from .template import build_template_for, render
 
-    text = render(build_template_for(references), fmt)
+    if which == "setup":
+        from .setup_template import build_setup_template
+
+        text = render(build_setup_template(), fmt)
+    else:
+        text = render(build_template_for(references), fmt)
     click.echo(text, nl=False)
     if lint:
         from .lint import lint_template
@@ -175,7 +180,65 @@ def render_command(which, fmt, references, lint):
     return 0
 
 
-def deploy_main():
+def entry(argv=None, prog_name="condor_annex", command=None):
+    """The console script: click's usage errors, like the library's, become one line and exit 2."""
+    command = command or main
+    try:
+        code = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo(f"{prog_name}: interrupted; nothing more was started", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        click.echo(f"{prog_name}: {error.format_message()} (see {prog_name} --help)", err=True)
+        sys.exit(error.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def deploy_main(argv=None):
     """`annex-deploy`: the create command under its own name."""
-    sys.argv[0] = "annex-deploy"
-    create_command.main(prog_name="annex-deploy")
+    entry(argv, prog_name="annex-deploy", command=create_command)
+
+
+# --- administrator set-up (annex/setup.py) ---
+
+
+@main.command(
+    "setup",
+    epilog="Example:\n\n    condor_annex setup --region us-east-1 --instance-types m7i.large,c7i.large --max-instances 32"
+    "\n\n    condor_annex setup --delete --region us-east-1",
+)
+@click.option("--region", help="AWS region (default: your AWS configuration, else us-east-1).")
+@click.option("--instance-types", multiple=True, help="Instance types for HTCondorAnnex-1..N, comma-separated or repeated (default: m7i.large, c7i.large, m6i.large, c6i.large).")
+@click.option("--ami", help="AMI id, or a public SSM parameter naming one (default: the current Amazon Linux 2023).")
+@click.option("--spot-price", help="Use spot instances, paying at most this many USD per instance-hour.")
+@click.option("--vpc-id", help="Use this existing VPC (DNS on, public subnets) instead of creating one.")
+@click.option("--max-instances", type=int, default=64, show_default=True, help="Most instances one annex may have.")
+@click.option("--max-lease-hours", type=float, default=168, show_default=True, help="Longest lease, in hours from now.")
+@click.option("--max-ceiling", type=float, default=500.0, show_default=True, help="Most USD one annex may cost.")
+@click.option("--key-file", help="Where to write the new HTCondorAnnex key pair's private key (default: ~/.ssh/HTCondorAnnex-REGION.pem).")
+@click.option("--delete", is_flag=True, help="Remove the set-up (refused while annexes exist).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@reported
+def setup_command(region, instance_types, ami, spot_price, vpc_id, max_instances, max_lease_hours, max_ceiling, key_file, delete, yes):
+    """One-time administrator set-up: network, launch templates, service role, end-user group, limits."""
+    from .setup import SetupRequest, delete_setup, setup
+    from .ui import Ui
+
+    if delete:
+        return delete_setup(region, yes, Ui())
+    request = SetupRequest(
+        region=region, instance_types=tuple(instance_types), ami=ami, spot_price=spot_price, vpc_id=vpc_id,
+        max_instances=max_instances, max_lease_hours=max_lease_hours, max_ceiling=max_ceiling, key_file=key_file, yes=yes,
+    )
+    return setup(request, Ui())
+
+
+@main.command("check-setup", epilog="Example:\n\n    condor_annex check-setup --region us-east-1")
+@click.option("--region", help="AWS region.")
+@reported
+def check_setup_command(region):
+    """Check that an annex can be created from here: credentials, set-up, permissions, pool."""
+    from .setup import check_setup
+    from .ui import Ui
+
+    return check_setup(region, Ui())

@@ -1,0 +1,68 @@
+"""A local stand-in for an AWS account, for the demo and the end-to-end tests.
+
+`prepare_account` does what the seed's Quick Start has an administrator do by hand in the web console:
+the key pair `HTCondorAnnex`, a VPC tagged Name=HTCondorAnnex with DNS hostnames, its tagged subnets, and
+launch configurations `HTCondorAnnex-1..N` (instance type, AMI, spot price). `write_pool` writes a
+personal-condor style pool configuration that uses pool-password security.
+
+It reaches AWS only through annex.aws (so AWS_ENDPOINT_URL decides where: a moto server in the demo).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from .aws import SETUP_NAME, Aws
+
+# (instance type, spot price cap in USD/hour) per launch configuration, as an administrator might choose.
+REFERENCES = [("m5.large", "0.05"), ("c5.large", "0.04"), ("m5.xlarge", "0.10")]
+
+
+def prepare_account(region: str | None = None, references=REFERENCES, subnets: int = 2) -> dict:
+    aws = Aws(region)
+    ec2, autoscaling = aws.client("ec2"), aws.client("autoscaling")
+    ec2.create_key_pair(KeyName=SETUP_NAME)
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    ec2.create_tags(Resources=[vpc], Tags=[{"Key": "Name", "Value": SETUP_NAME}])
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": True})
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+    subnet_ids = []
+    for i in range(subnets):
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=zones[i % len(zones)])
+        subnet_ids.append(subnet["Subnet"]["SubnetId"])
+    ec2.create_tags(Resources=subnet_ids, Tags=[{"Key": "Name", "Value": SETUP_NAME}])
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    for i, (instance_type, spot) in enumerate(references, start=1):
+        args = dict(LaunchConfigurationName=f"{SETUP_NAME}-{i}", ImageId=image, InstanceType=instance_type)
+        if spot:
+            args["SpotPrice"] = spot
+        autoscaling.create_launch_configuration(**args)
+    return {"region": aws.region, "vpc": vpc, "subnets": subnet_ids, "image": image}
+
+
+def write_pool(directory: Path, collector: str = "cm.pool.example.org:9618") -> Path:
+    """A personal-condor style configuration with pool-password security, as the seed's Quick Start asks;
+    returns the path to set as CONDOR_CONFIG."""
+    directory.mkdir(parents=True, exist_ok=True)
+    password = directory / "password_file"
+    password.write_bytes(secrets.token_hex(32).encode())
+    os.chmod(password, 0o600)
+    config = directory / "condor_config"
+    config.write_text(
+        "\n".join(
+            [
+                f"LOCAL_DIR = {directory}",
+                f"COLLECTOR_HOST = {collector}",
+                "SEC_CLIENT_AUTHENTICATION_METHODS = FS, PASSWORD",
+                "SEC_DEFAULT_AUTHENTICATION = REQUIRED",
+                "SEC_DEFAULT_AUTHENTICATION_METHODS = FS, PASSWORD",
+                "SEC_PASSWORD_FILE = $(LOCAL_DIR)/password_file",
+                "ALLOW_WRITE = condor_pool@*/* $(FULL_HOSTNAME) $(IP_ADDRESS)",
+                "",
+            ]
+        )
+    )
+    return config
