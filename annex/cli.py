@@ -214,7 +214,7 @@ def deploy_main(argv=None):
 @click.option("--vpc-id", help="Use this existing VPC (DNS on, public subnets) instead of creating one.")
 @click.option("--max-instances", type=int, default=64, show_default=True, help="Most instances one annex may have.")
 @click.option("--max-lease-hours", type=float, default=168, show_default=True, help="Longest lease, in hours from now.")
-@click.option("--max-ceiling", type=float, default=500.0, show_default=True, help="Most USD one annex may cost.")
+@click.option("--max-ceiling", type=float, default=1000.0, show_default=True, help="Most USD one annex may cost.")
 @click.option("--key-file", help="Where to write the new HTCondorAnnex key pair's private key (default: ~/.ssh/HTCondorAnnex-REGION.pem).")
 @click.option("--delete", is_flag=True, help="Remove the set-up (refused while annexes exist).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

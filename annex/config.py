@@ -168,8 +168,11 @@ def iso_utc(when: datetime) -> str:
 
 def format_time(when: datetime) -> str:
     """The time as a person reads it: local time, with UTC beside it."""
-    local = when.astimezone()
-    return f"{local:%Y-%m-%d %H:%M %Z} ({when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC)"
+    local, utc = when.astimezone(), when.astimezone(timezone.utc)
+    if local.utcoffset() == timedelta(0):
+        return f"{utc:%Y-%m-%d %H:%M} UTC"
+    same_day = local.date() == utc.date()
+    return f"{local:%Y-%m-%d %H:%M %Z} ({utc:{'%H:%M' if same_day else '%Y-%m-%d %H:%M'}} UTC)"
 
 
 def format_remaining(when: datetime, now: datetime | None = None) -> str:

@@ -13,9 +13,12 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 def rendered() -> dict[str, str]:
     """File name → rendered text, for every golden template."""
+    from .setup_template import build_setup_template
     from .template import build_template_for, render
 
-    return {f"annex-{n}.yaml": render(build_template_for(n), "yaml") for n in (1, 8)}
+    texts = {f"annex-{n}.yaml": render(build_template_for(n), "yaml") for n in (1, 8)}
+    texts["setup.yaml"] = render(build_setup_template(), "yaml")
+    return texts
 
 
 def main(argv: list[str]) -> int:

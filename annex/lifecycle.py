@@ -26,7 +26,6 @@ from .config import (
 from .errors import AnnexError, AnnexExists, AwsError, ConfigError, StackFailed
 from .template import build_template, compact
 
-DEFAULT_MAX_LEASE = timedelta(days=7)
 FAILED = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED")
 
 
@@ -67,21 +66,13 @@ def stack_parameters(config: AnnexConfig, names, network, collector_port: int) -
     return params
 
 
-def stack_tags(config: AnnexConfig) -> dict:
+BUDGET_TAG = "htcondor:AnnexBudgetUSD"
+
+
+def stack_tags(config: AnnexConfig, budget: float | None = None) -> dict:
     """Stack-level tags; CloudFormation copies them onto every resource (instances included)."""
-    return {ANNEX_TAG: config.project_id, EXPIRY_TAG: iso_utc(config.expiry)}
-
-
-def max_lease(aws: Aws) -> timedelta:
-    limits = cost.limits_for(aws) if hasattr(cost, "limits_for") else None
-    return getattr(limits, "max_lease", None) or DEFAULT_MAX_LEASE
-
-
-def check_lease_length(expiry: datetime, longest: timedelta, now: datetime | None = None) -> None:
-    now = now or datetime.now(timezone.utc)
-    if expiry - now > longest:
-        days = longest.total_seconds() / 86400
-        raise ConfigError("expiry", f"{format_time(expiry)} is more than the administrator's maximum lease ({days:g} days) away")
+    tags = {ANNEX_TAG: config.project_id, EXPIRY_TAG: iso_utc(config.expiry)}
+    return tags | ({BUDGET_TAG: f"{budget:.2f}"} if budget is not None else {})
 
 
 # --- create ------------------------------------------------------------------------------------------
@@ -102,8 +93,9 @@ def create(request: CreateRequest, ui) -> int:
     network = aws.discover_network()
     config = make_config(request.project_id, expiry, request.instances, aws.discover_references(),
                          region=aws.region, owners=request.owners, idle_seconds=request.idle_seconds)
-    check_lease_length(config.expiry, max_lease(aws))
+    limits = cost.limits_for(aws, config.project_id)
     ceiling = cost.ceiling(aws, config, max_price=request.max_price, budget=request.budget)
+    cost.check_limits(limits, config, ceiling)  # --yes never bypasses a limit
     ui.summary(config, names, network, ceiling)
     if not request.yes and not ui.confirm("Create this annex?"):
         ui.say("Nothing was created.")
@@ -112,7 +104,7 @@ def create(request: CreateRequest, ui) -> int:
                                     config.idle_seconds, iso_utc(config.expiry))
     template = build_template(config)
     stack_id = aws.create_stack(names.stack, compact(template), stack_parameters(config, names, network, pool.collector_port),
-                                stack_tags(config), aws.service_role_arn())
+                                stack_tags(config, request.budget), aws.service_role_arn())
     _wait_for_create(aws, stack_id, names, objects, config, ui)
     return 0
 
@@ -199,17 +191,19 @@ def extend(project_id: str, expiry_text: str, region: str | None, yes: bool, ui,
         raise AwsError(f"no annex for project {project_id!r} in {aws.region}; 'condor_annex status' lists them")
     if stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"):
         raise AwsError(f"annex {project_id!r} is {stack['StackStatus']}; try again when it is complete")
-    check_lease_length(expiry, max_lease(aws))
+    limits = cost.limits_for(aws, _tag(stack, ANNEX_TAG) or project_id)
+    ceiling = cost.extension_ceiling(aws, stack, expiry, max_price=max_price, budget=budget)
+    cost.check_limits(limits, None, ceiling)
     params = _parameters(stack)
     old = parse_expiry_param(params["Expiry"])
     ui.say(f"Annex {project_id!r}: lease moves from {format_time(old)} to {format_time(expiry)}.")
-    if hasattr(cost, "extension_ceiling"):
-        ui.ceiling(cost.extension_ceiling(aws, stack, expiry, max_price=max_price, budget=budget))
+    ui.ceiling(ceiling)
     if not yes and not ui.confirm("Extend the lease?"):
         ui.say("Nothing was changed.")
         return 1
-    aws.update_parameters(stack, {"Expiry": iso_utc(expiry), "ExpiryCron": expiry_cron(expiry)},
-                          {ANNEX_TAG: _tag(stack, ANNEX_TAG) or project_id, EXPIRY_TAG: iso_utc(expiry)})
+    tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])} | {EXPIRY_TAG: iso_utc(expiry)}
+    tags |= {BUDGET_TAG: f"{budget:.2f}"} if budget is not None else {}
+    aws.update_parameters(stack, {"Expiry": iso_utc(expiry), "ExpiryCron": expiry_cron(expiry)}, tags)
     try:
         with ui.working("Moving the lease"):
             final = aws.wait(stack["StackId"], lambda s: not s.endswith("_IN_PROGRESS"), ui.event)
@@ -276,7 +270,36 @@ def status(project_id: str | None, region: str | None, now: datetime | None = No
         stacks = aws.annex_stacks()
     group_names = [g for s in stacks for g in _outputs(s).get("GroupNames", "").split(",") if g]
     groups = {g["AutoScalingGroupName"]: g for g in aws.groups(group_names)} if group_names else {}
-    return [_annex_status(s, groups, now) for s in stacks]
+    instances = cost.by_group(aws.group_instances(group_names)) if group_names else {}
+    annexes = [_annex_status(s, groups, now) | _meter(aws, s, instances, now) for s in stacks]
+    if annexes:
+        add_pool_view(annexes)
+    return annexes
+
+
+def _meter(aws: Aws, stack, instances, now) -> dict:
+    """Instance-hours so far and their cost at the prices used, from the instances' launch times."""
+    names = [g for g in _outputs(stack).get("GroupNames", "").split(",") if g]
+    hours, usd = cost.spent({n: instances.get(n, []) for n in names}, cost.stack_prices(aws, stack, now), now)
+    return {"instance_hours": round(hours, 4), "spent_usd": None if usd is None else round(usd, 4)}
+
+
+def add_pool_view(annexes: list[dict]) -> None:
+    """What the pool's collector sees of each annex: slots, and instances running but not yet in the pool.
+    A pool that cannot be read or reached is said plainly on each annex, not raised."""
+    from .errors import PoolError
+
+    try:
+        slots = condor.pool_slots(condor.read_pool(), [a["project_id"] for a in annexes])
+    except PoolError as error:
+        for annex in annexes:
+            annex["pool"] = {"error": str(error), "text": "unknown (see --output json)"}
+        return
+    for annex in annexes:
+        in_pool = slots.get(annex["project_id"], 0)
+        waiting = max(0, annex["instances"].get("InService", 0) - in_pool)
+        annex["pool"] = {"slots": in_pool, "instances_not_yet_in_pool": waiting,
+                         "text": f"{in_pool} slots" + (f", {waiting} instances not yet in" if waiting else "")}
 
 
 def _annex_status(stack, groups, now) -> dict:
@@ -303,4 +326,5 @@ def _annex_status(stack, groups, now) -> dict:
         "desired_instances": requested,
         "instances": states,
         "bucket": params.get("BucketName"),
+        "budget_usd": float(_tag(stack, BUDGET_TAG)) if _tag(stack, BUDGET_TAG) else None,
     }

@@ -22,7 +22,7 @@ class Ui:
         self._status = None
 
     def say(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        self.console.print(text, markup=False, soft_wrap=True)
 
     def confirm(self, question: str) -> bool:
         if not sys.stdin.isatty():
@@ -89,9 +89,20 @@ def print_status(annexes: list[dict], console=None) -> None:
     if not annexes:
         console.print("No annexes in this region.")
         return
-    table = Table("project", "expiry (local / UTC)", "left", "instances", "pool", "stack")
+    table = Table("project", "expiry", "left", "instances", "spent so far", "pool", "stack")
     for a in annexes:
         states = ", ".join(f"{n} {s}" for s, n in sorted(a["instances"].items())) or "none"
         pool = a.get("pool", {}).get("text", "")
-        table.add_row(a["project_id"], a["expiry_local"], a["time_left"], f"{states} (of {a['desired_instances']})", pool, a["stack_status"])
+        table.add_row(a["project_id"], a["expiry_local"], a["time_left"], f"{states} (of {a['desired_instances']})",
+                      spent_text(a), pool, a["stack_status"])
     console.print(table)
+    for a in annexes:
+        if a.get("pool", {}).get("error"):
+            console.print(f"pool: {a['pool']['error']}", markup=False, soft_wrap=True)
+            break
+
+
+def spent_text(annex: dict) -> str:
+    usd = annex.get("spent_usd")
+    text = f"{annex.get('instance_hours', 0):.1f} h, " + ("$?" if usd is None else f"${usd:,.2f}")
+    return text + (f" of ${annex['budget_usd']:,.2f} budget" if annex.get("budget_usd") is not None else "")
