@@ -45,7 +45,6 @@ KNOBS = (
     "SEC_DEFAULT_AUTHENTICATION_METHODS",
     "SEC_DAEMON_AUTHENTICATION_METHODS",
     "SEC_ADVERTISE_STARTD_AUTHENTICATION_METHODS",
-    "SEC_CLIENT_AUTHENTICATION_METHODS",
     "SEC_DEFAULT_AUTHENTICATION",
     "SEC_DEFAULT_ENCRYPTION",
     "SEC_DEFAULT_INTEGRITY",
@@ -370,7 +369,7 @@ def instance_config(project_id: str, pool: Pool, credential_kind: str, owners, i
     It names no secret: the credential is a separate bucket object, installed where this file says."""
     idle = int(idle_seconds)
     if idle <= 0:
-        raise ConfigError("idle", f"must be a positive number of seconds (got {idle_seconds})")
+        raise ConfigError("idle", f"must be a positive time (got {idle_seconds} seconds)")
     lines = [
         "# condor_annex: configuration of this annex's instances; the bootstrap installs it in config.d.",
         "DAEMON_LIST = MASTER, STARTD",

@@ -94,6 +94,7 @@ def test_bootstrap_installs_the_pool_password_config_and_programs_and_starts_htc
 
     assert instance.path("/var/lib/condor-annex/expiry").read_text() == EXPIRY
     env = instance.path("/etc/condor-annex/env").read_text()
+    assert mode(instance.path("/etc/condor-annex/env")) == 0o644 and mode(instance.path("/var/lib/condor-annex")) == 0o700
     assert "ANNEX_INSTANCE_ID=i-0aaaabbbbccccdddd" in env and f"ANNEX_BUCKET={BUCKET}" in env
     systemctl = instance.calls("systemctl")
     assert "systemctl enable --now annex-lease.timer" in systemctl  # the lease is armed ...
@@ -190,6 +191,15 @@ def test_a_dead_aws_endpoint_ends_in_power_off_not_an_idle_machine(instance, tmp
                            ANNEX_IMDS_URL=imds.url, ANNEX_BOUND="3", AWS_ENDPOINT_URL=closed_port_url(),
                            ANNEX_STACK=STACK, ANNEX_REGION=REGION, ANNEX_BUCKET=BUCKET)
     assert out.returncode != 0
+    assert_powered_off(instance)
+
+
+def test_without_the_launch_templates_settings_it_powers_off(instance, tmp_path):
+    script = tmp_path / "user-data"
+    script.write_text(user_data().replace(f"ANNEX_BUCKET='{BUCKET}'", "ANNEX_BUCKET=''"))
+    with ImdsServer() as imds:
+        out = instance.run(["bash", script], timeout=60, ANNEX_IMDS_URL=imds.url)
+    assert out.returncode != 0 and b"set no ANNEX_BUCKET" in out.stderr
     assert_powered_off(instance)
 
 

@@ -5,11 +5,11 @@
 # seconds leaves the group and powers off: never idle at the user's expense.
 # Tests set ANNEX_ROOT (stands for /), ANNEX_IMDS_URL and ANNEX_BOUND.
 set -uo pipefail
-umask 077
+umask 022
 R=${ANNEX_ROOT:-} IMDS=${ANNEX_IMDS_URL:-http://169.254.169.254} BOUND=${ANNEX_BOUND:-900}
 D=$R/var/lib/condor-annex SB=$R/usr/local/sbin C=$R/etc/condor T0=$(date +%s) IID='' K=''
 log() { echo "condor_annex: $*" >&2; }
-a() { aws --region "$ANNEX_REGION" --cli-connect-timeout 10 --cli-read-timeout 30 "$@"; }
+a() { aws --region "${ANNEX_REGION:-}" --cli-connect-timeout 10 --cli-read-timeout 30 "$@"; }
 leave() {
   trap - ERR
   log "$1; leaving the group and powering off"
@@ -46,13 +46,14 @@ htcondor() { # the official installer, as an execute node; the annex's config.d 
 }
 up() { systemctl is-active --quiet condor; }
 
-: "${ANNEX_BUCKET:?}" "${ANNEX_STACK:?}" "${ANNEX_REGION:?}"
 trap 'leave "bootstrap failed at line $LINENO"' ERR
-mkdir -p "$D" "$SB" "$C/config.d" "$R/etc/condor-annex"
+if [ -z "${ANNEX_BUCKET:-}" ] || [ -z "${ANNEX_STACK:-}" ] || [ -z "${ANNEX_REGION:-}" ]; then
+  leave "the launch template set no ANNEX_BUCKET, ANNEX_STACK or ANNEX_REGION"
+fi
+mkdir -p "$SB" "$C/config.d" "$R/etc/condor-annex" && install -d -m 0700 "$D"
 retry imds || leave "no instance id from the instance metadata service"
 retry fetch || leave "cannot fetch s3://$ANNEX_BUCKET/annex/"
 printf 'ANNEX_%s=%q\n' BUCKET "$ANNEX_BUCKET" REGION "$ANNEX_REGION" STACK "$ANNEX_STACK" INSTANCE_ID "$IID" >"$R/etc/condor-annex/env"
-chmod 0644 "$R/etc/condor-annex/env"
 install -m 0755 "$D/annex-shutdown" "$D/annex-lease" "$SB/"
 "$SB/annex-lease" arm
 command -v condor_master >/dev/null || retry htcondor || leave "cannot install HTCondor"

@@ -8,8 +8,11 @@ ensure_venv() {
   if [ ! -x "$VENV/bin/condor_annex" ] || [ setup.cfg -nt "$VENV/.installed" ]; then
     echo "bin: installing condor_annex and its test extras into $VENV" >&2
     "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet -e '.[test]' >&2
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e '.[test]'; } >"$VENV.install.log" 2>&1; then
+      tail -n 30 "$VENV.install.log" >&2
+      echo "bin: installing into $VENV failed; the whole log is $VENV.install.log" >&2
+      return 1
+    fi
     touch "$VENV/.installed"
   fi
 }
@@ -18,7 +21,11 @@ ensure_checkov() {
   if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
     echo "bin: installing checkov into $CHECKOV_VENV" >&2
     "$PYTHON" -m venv "$CHECKOV_VENV"
-    "$CHECKOV_VENV/bin/python" -m pip install --quiet checkov >&2
+    if ! "$CHECKOV_VENV/bin/python" -m pip install checkov >"$CHECKOV_VENV.install.log" 2>&1; then
+      tail -n 30 "$CHECKOV_VENV.install.log" >&2
+      echo "bin: installing checkov failed; the whole log is $CHECKOV_VENV.install.log" >&2
+      return 1
+    fi
   fi
   export ANNEX_CHECKOV="$CHECKOV_VENV/bin/checkov"
 }
