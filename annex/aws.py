@@ -23,6 +23,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from .config import MAX_REFERENCES, REFERENCE_PREFIX, STACK_PREFIX, Reference
 from .errors import AccessDenied, AwsError, SetupError, StackNotFound
@@ -68,6 +69,8 @@ def translated(doing: str):
         raise AwsError(f"{doing}: cannot reach AWS ({error}); check the network or AWS_ENDPOINT_URL") from error
     except ReadTimeoutError as error:
         raise AwsError(f"{doing}: AWS did not answer in time ({error})") from error
+    except ResponseParserError as error:
+        raise AwsError(f"{doing}: AWS sent an answer that could not be read; try again") from error
     except BotoCoreError as error:
         raise AwsError(f"{doing}: {error}") from error
 
