@@ -93,8 +93,6 @@ def validate_project_id(project_id) -> str:
         raise ConfigError("project-id", f"is {len(text)} characters long; 256 at most (an AWS tag value)")
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise ConfigError("project-id", "contains control characters")
-    if not slug(text):
-        raise ConfigError("project-id", f"{text!r} has no letters or digits to name the annex by")
     return text
 
 
@@ -209,7 +207,7 @@ def annex_names(project_id: str, account_id: str, region: str) -> AnnexNames:
     """
     stack_hash = _digest(project_id, length=8)
     bucket_hash = _digest(project_id, account_id, region, length=12)
-    text = slug(project_id)
+    text = slug(project_id) or "annex"  # ids with no Latin letter or digit are told apart by the hash
     stack_room = STACK_MAX - len(STACK_PREFIX) - len(stack_hash) - 1
     bucket_room = BUCKET_MAX - len(STACK_PREFIX) - len(bucket_hash) - 1
     stack = f"{STACK_PREFIX}{text[:stack_room].strip('-')}-{stack_hash}"

@@ -30,7 +30,7 @@ def stack_arn():
 def groups_arn():
     return Sub(
         "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*"
-        ":autoScalingGroupName/${AWS::StackName}-*"
+        ":autoScalingGroupName/${AWS::StackName}-?"  # groups are <stack>-1..8; `*` would reach <stack>-x-... annexes
     )
 
 

@@ -107,7 +107,7 @@ def test_instance_role_reads_only_its_config_and_leaves_only_its_groups(t8):
     assert s["ReadAnnexConfig"]["Action"] == ["s3:GetObject"]
     assert s["ReadAnnexConfig"]["Resource"] == [{"Fn::Sub": ["arn:${AWS::Partition}:s3:::${Bucket}/annex/*", {"Bucket": {"Ref": "BucketName"}}]}]
     assert s["LeaveOwnGroup"]["Action"] == ["autoscaling:TerminateInstanceInAutoScalingGroup"]
-    assert s["LeaveOwnGroup"]["Resource"][0]["Fn::Sub"].endswith(":autoScalingGroupName/${AWS::StackName}-*")
+    assert s["LeaveOwnGroup"]["Resource"][0]["Fn::Sub"].endswith(":autoScalingGroupName/${AWS::StackName}-?")
     trust = t8["Resources"]["InstanceRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
     assert trust["Principal"] == {"Service": ["ec2.amazonaws.com"]}
 
