@@ -26,7 +26,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from .config import MAX_REFERENCES, REFERENCE_PREFIX, STACK_PREFIX, Reference
-from .errors import AccessDenied, AwsError, SetupError, StackNotFound
+from .errors import AccessDenied, AwsError, SetupError
 
 DEFAULT_REGION = "us-east-1"
 SETUP_NAME = "HTCondorAnnex"
@@ -473,7 +473,3 @@ class Aws:
             except ResponseParserError as error:  # an endpoint without a simulator answers with a non-AWS error page
                 raise AwsError("asking IAM's policy simulator: the endpoint has no policy simulator") from error
         return decisions
-
-
-def stack_missing(error: Exception) -> bool:
-    return isinstance(error, StackNotFound) or "does not exist" in str(error)

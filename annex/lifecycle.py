@@ -7,7 +7,7 @@ told not to), acts through `annex.aws`, and reports through a `ui` object (see a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from . import condor, cost
 from .aws import ANNEX_TAG, EXPIRY_TAG, Aws
@@ -22,8 +22,10 @@ from .config import (
     iso_utc,
     make_config,
     parse_expiry,
+    validate_instances,
+    validate_project_id,
 )
-from .errors import AnnexError, AnnexExists, AwsError, ConfigError, StackFailed
+from .errors import AnnexError, AnnexExists, AwsError, ConfigError, StackFailed, StackNotFound
 from .template import build_template, compact
 
 FAILED = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED")
@@ -82,8 +84,9 @@ def create(request: CreateRequest, ui) -> int:
     aws = Aws(request.region)
     # Validate the request itself before any AWS call, then the account, then the pool.
     expiry = parse_expiry(request.expiry)
-    make_config(request.project_id, expiry, request.instances, [_placeholder_reference()])
-    names = annex_names(request.project_id.strip(), aws.account_id(), aws.region)
+    project_id = validate_project_id(request.project_id)
+    validate_instances(request.instances)
+    names = annex_names(project_id, aws.account_id(), aws.region)
     if aws.find_stack(names.stack):
         raise AnnexExists(f"an annex for project {request.project_id!r} already exists in {aws.region}; "
                           f"use 'condor_annex extend' or 'condor_annex delete'")
@@ -107,12 +110,6 @@ def create(request: CreateRequest, ui) -> int:
                                 stack_tags(config, request.budget), aws.service_role_arn())
     _wait_for_create(aws, stack_id, names, objects, config, ui)
     return 0
-
-
-def _placeholder_reference():
-    from .config import Reference
-
-    return Reference("HTCondorAnnex-1", "ami-00000000", "t3.micro")
 
 
 def _wait_for_create(aws: Aws, stack_id, names, objects, config, ui) -> None:
@@ -153,12 +150,13 @@ def first_failure(aws: Aws, stack_id) -> str:
 
 
 def _cleanup_failed_create(aws: Aws, stack_id, names, final) -> None:
-    """OnFailure=DELETE rolls the stack back; make sure the bucket (non-empty buckets survive) goes too."""
-    aws.delete_bucket(names.bucket) if aws.bucket_exists(names.bucket) else None
-    if final["StackStatus"] not in ("DELETE_COMPLETE",):
+    """OnFailure=DELETE rolls the stack back, but a bucket holding objects survives it: delete that too
+    (a bucket already gone is fine), and finish a deletion CloudFormation could not."""
+    aws.delete_bucket(names.bucket)
+    if final["StackStatus"] != "DELETE_COMPLETE":
         aws.delete_stack(stack_id)
         aws.wait(stack_id, lambda s: s in ("DELETE_COMPLETE", "DELETE_FAILED"))
-        aws.delete_bucket(names.bucket) if aws.bucket_exists(names.bucket) else None
+        aws.delete_bucket(names.bucket)
 
 
 def _outputs(stack: dict) -> dict:
@@ -188,7 +186,7 @@ def extend(project_id: str, expiry_text: str, region: str | None, yes: bool, ui,
     expiry = parse_expiry(expiry_text)
     stack = find_annex(aws, project_id)
     if stack is None:
-        raise AwsError(f"no annex for project {project_id!r} in {aws.region}; 'condor_annex status' lists them")
+        raise StackNotFound(f"no annex for project {project_id!r} in {aws.region}; 'condor_annex status' lists them")
     if stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"):
         raise AwsError(f"annex {project_id!r} is {stack['StackStatus']}; try again when it is complete")
     limits = cost.limits_for(aws, _tag(stack, ANNEX_TAG) or project_id)

@@ -6,12 +6,19 @@ launch configurations `HTCondorAnnex-1..N` (instance type, AMI, spot price). `wr
 personal-condor style pool configuration that uses pool-password security.
 
 It reaches AWS only through annex.aws (so AWS_ENDPOINT_URL decides where: a moto server in the demo).
+`moto_server` starts that stand-in as a real HTTP process on a free loopback port.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from .aws import SETUP_NAME, Aws
@@ -66,3 +73,50 @@ def write_pool(directory: Path, collector: str = "cm.pool.example.org:9618") -> 
         )
     )
     return config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto_server(extra_env: dict | None = None, log=None) -> tuple[subprocess.Popen, str]:
+    """`moto_server` from this interpreter's bin directory on a free loopback port: (process, endpoint URL)."""
+    port = free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], env={**os.environ, **(extra_env or {})},
+                            stdout=subprocess.DEVNULL, stderr=log or subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/moto-api/data.json", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("moto_server did not start within 30 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def reset_moto(url: str) -> None:
+    """Forget every resource: a clean account on the same server."""
+    urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"), timeout=30).read()
+
+
+@contextlib.contextmanager
+def moto_server(extra_env: dict | None = None, log=None):
+    """A moto server for the duration of the block; yields its endpoint URL."""
+    proc, url = start_moto_server(extra_env, log)
+    try:
+        yield url
+    finally:
+        stop_server(proc)

@@ -353,18 +353,13 @@ def short(error: Exception) -> str:
 
 
 def pool_check(condor_config: str | None) -> Check:
-    try:
-        from . import condor
-    except ImportError as error:  # pragma: no cover - the module is part of the package
-        return Check("pool", False, f"cannot read the pool configuration ({error})")
-    needed = ("read_pool", "read_credential", "check_pool")
-    if not all(hasattr(condor, name) for name in needed):
-        return Check("pool", False, "this condor_annex cannot read a pool configuration yet", "install a complete condor_annex")
+    from . import condor
+
     try:
         pool = condor.read_pool(condor_config)
         credential = condor.read_credential(pool, None)
         condor.check_pool(pool, credential)
     except (PoolError, ConfigError) as error:
         return Check("pool", False, str(error), "point CONDOR_CONFIG at your pool's configuration (see 'condor_annex --help')")
-    how = getattr(credential, "kind", "a credential")
+    how = credential.kind
     return Check("pool", True, f"collector {pool.collector_host}, joins with {how}")

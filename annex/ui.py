@@ -63,7 +63,7 @@ class Ui:
         self.ceiling(ceiling)
 
     def ceiling(self, ceiling) -> None:
-        for line in getattr(ceiling, "lines", []):
+        for line in ceiling.lines:
             self.say(f"  {line}")
         self.say(f"  The most this can cost: {ceiling.text()}")
 

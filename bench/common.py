@@ -9,53 +9,24 @@ import contextlib
 import io
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import boto3.session
 
+from annex.sandbox import moto_server, reset_moto
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    """`moto_server` from this interpreter's bin directory on a free loopback port: (process, endpoint URL)."""
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_MOTO_LOG", os.devnull), "w"))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/moto-api/data.json", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("bench: moto_server did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def reset_moto(url: str) -> None:
-    urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"), timeout=30).read()
+@contextlib.contextmanager
+def moto():
+    """The moto server for one bench run (its log goes to $BENCH_MOTO_LOG when set); yields its URL."""
+    with open(os.environ.get("BENCH_MOTO_LOG", os.devnull), "w") as log, moto_server(log=log) as url:
+        yield url
 
 
 def point_at(url: str, work: Path) -> dict:

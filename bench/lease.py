@@ -27,7 +27,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from common import deploy, fresh_account, point_at, start_moto, stop
+from common import deploy, fresh_account, point_at, moto
 
 # The Lambda runtime's part: count the calls, call the handler with the rule's constant input.
 RUNNER = """
@@ -130,8 +130,7 @@ def main(argv=None) -> int:
     fires = expiry + timedelta(seconds=30)
     expiry_text = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
     results = {}
-    proc, url = start_moto()
-    try:
+    with moto() as url:
         with tempfile.TemporaryDirectory(prefix="annex-bench-") as tmp:
             work = Path(tmp)
             point_at(url, work)
@@ -144,8 +143,6 @@ def main(argv=None) -> int:
                 results[size] = {**run, "before": before, "after": left_over(annex),
                                  "total": sum(run["calls"].values())}
             baseline = start_up(fires)
-    finally:
-        stop(proc)
 
     print(f"The expired lease function (deployed code, run {fires - expiry} past the expiry under faketime), by instances")
     ops = sorted({op for r in results.values() for op in r["calls"]})

@@ -25,7 +25,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import counted_cli, expiry, fresh_account, point_at, start_moto, stop
+from common import counted_cli, expiry, fresh_account, point_at, moto
 
 
 class Instrument:
@@ -102,15 +102,12 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line at the end")
     args = parser.parse_args(argv)
 
-    proc, url = start_moto()
-    try:
+    with moto() as url:
         with tempfile.TemporaryDirectory(prefix="annex-bench-") as tmp:
             work = Path(tmp)
             point_at(url, work)
             fresh_account(url, work)
             results = [measure(delay, f"Wait-{i}") for i, delay in enumerate(args.delays)]
-    finally:
-        stop(proc)
 
     print("condor_annex create: from the stack completing to the command returning (s), against moto")
     print(f"  {'stack takes':>11} {'polls':>6} {'seen after':>11} {'interval':>9} {'then to':>8} {'complete to':>12} {'within':>7}")

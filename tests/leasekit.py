@@ -4,7 +4,6 @@ function exactly as deployed (the template's inline ZipFile, as index.py) in a s
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

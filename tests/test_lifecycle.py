@@ -210,7 +210,7 @@ def test_no_credentials(account, tmp_path):
 
 
 def test_unreachable_endpoint(account):
-    from conftest import free_port
+    from annex.sandbox import free_port
 
     env = {**account, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
     done, lines = bad(env, *seed_args())

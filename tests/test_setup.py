@@ -44,7 +44,7 @@ from annex.setup_template import (
 )
 from annex.template import compact, render
 from troposphere import encode_to_dict
-from conftest import start_moto_server
+from annex.sandbox import start_moto_server
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("condor_annex"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import reset_moto, start_moto_server  # tests/conftest.py
+from annex.sandbox import reset_moto, start_moto_server
 
 CLI = str(Path(sys.executable).with_name("condor_annex"))
 REGION = "us-east-1"

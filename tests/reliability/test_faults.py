@@ -6,8 +6,6 @@ from __future__ import annotations
 import collections
 import copy
 import json
-import subprocess
-import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
