@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
-from common import counted_cli, deploy, expiry, fresh_account, point_at, moto
+from common import counted_cli, deploy, expiry, fresh_account, local_aws
 
 COMMANDS = ("create", "status", "extend", "delete")
 
@@ -80,12 +79,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line at the end")
     args = parser.parse_args(argv)
 
-    with moto() as url:
-        with tempfile.TemporaryDirectory(prefix="annex-bench-") as tmp:
-            work = Path(tmp)
-            point_at(url, work)
-            by_size = {size: lifecycle_calls(url, work, size) for size in args.sizes}
-            by_annexes = {n: status_calls(url, work, n, args.annex_instances) for n in args.annexes}
+    with local_aws() as (url, work):
+        by_size = {size: lifecycle_calls(url, work, size) for size in args.sizes}
+        by_annexes = {n: status_calls(url, work, n, args.annex_instances) for n in args.annexes}
 
     print(f"AWS calls per command against moto, by instances in the annex ({', '.join(map(str, args.sizes))})")
     equal = {}

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,10 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def moto():
-    """The moto server for one bench run (its log goes to $BENCH_MOTO_LOG when set); yields its URL."""
-    with open(os.environ.get("BENCH_MOTO_LOG", os.devnull), "w") as log, moto_server(log=log) as url:
-        yield url
+def local_aws():
+    """A moto server for one bench run, this process pointed at it, and a scratch folder: yields (url, folder).
+    The server's log goes to $BENCH_MOTO_LOG when set."""
+    with open(os.environ.get("BENCH_MOTO_LOG", os.devnull), "w") as log, moto_server(log=log) as url, \
+            tempfile.TemporaryDirectory(prefix="annex-bench-") as tmp:
+        point_at(url, Path(tmp))
+        yield url, Path(tmp)
 
 
 def point_at(url: str, work: Path) -> dict:

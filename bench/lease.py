@@ -22,12 +22,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from common import deploy, fresh_account, point_at, moto
+from common import deploy, fresh_account, local_aws
 
 # The Lambda runtime's part: count the calls, call the handler with the rule's constant input.
 RUNNER = """
@@ -130,19 +129,16 @@ def main(argv=None) -> int:
     fires = expiry + timedelta(seconds=30)
     expiry_text = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
     results = {}
-    with moto() as url:
-        with tempfile.TemporaryDirectory(prefix="annex-bench-") as tmp:
-            work = Path(tmp)
-            point_at(url, work)
-            for size in args.sizes:
-                fresh_account(url, work)
-                annex = deploy(f"Lease-{size}", expiry_text, size)
-                upload_configuration(annex)
-                before = left_over(annex)
-                run = run_lease(annex, fires, work)
-                results[size] = {**run, "before": before, "after": left_over(annex),
-                                 "total": sum(run["calls"].values())}
-            baseline = start_up(fires)
+    with local_aws() as (url, work):
+        for size in args.sizes:
+            fresh_account(url, work)
+            annex = deploy(f"Lease-{size}", expiry_text, size)
+            upload_configuration(annex)
+            before = left_over(annex)
+            run = run_lease(annex, fires, work)
+            results[size] = {**run, "before": before, "after": left_over(annex),
+                             "total": sum(run["calls"].values())}
+        baseline = start_up(fires)
 
     print(f"The expired lease function (deployed code, run {fires - expiry} past the expiry under faketime), by instances")
     ops = sorted({op for r in results.values() for op in r["calls"]})

@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
-from common import counted_cli, expiry, fresh_account, point_at, moto
+from common import counted_cli, expiry, fresh_account, local_aws
 
 
 class Instrument:
@@ -102,12 +100,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line at the end")
     args = parser.parse_args(argv)
 
-    with moto() as url:
-        with tempfile.TemporaryDirectory(prefix="annex-bench-") as tmp:
-            work = Path(tmp)
-            point_at(url, work)
-            fresh_account(url, work)
-            results = [measure(delay, f"Wait-{i}") for i, delay in enumerate(args.delays)]
+    with local_aws() as (url, work):
+        fresh_account(url, work)
+        results = [measure(delay, f"Wait-{i}") for i, delay in enumerate(args.delays)]
 
     print("condor_annex create: from the stack completing to the command returning (s), against moto")
     print(f"  {'stack takes':>11} {'polls':>6} {'seen after':>11} {'interval':>9} {'then to':>8} {'complete to':>12} {'within':>7}")
