@@ -10,21 +10,23 @@ from __future__ import annotations
 import base64
 import getpass
 import json
+import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
-from .config import CONFIG_PREFIX, EXPIRY_KEY
+from .names import CONFIG_PREFIX, DEFAULT_COLLECTOR_PORT, EXPIRY_KEY
 from .errors import ConfigError, PoolError
 
 PASSWORD = "PASSWORD"
 IDTOKENS = "IDTOKENS"
-DEFAULT_COLLECTOR_PORT = 9618
 # Where HTCondor looks when CONDOR_CONFIG is not set (a system install).
 SYSTEM_CONFIGS = ("/etc/condor/condor_config", "/usr/local/etc/condor_config")
 # Where the bootstrap (annex/instance/bootstrap.sh) installs things on an instance.
@@ -36,12 +38,16 @@ PROGRAMS = ("annex-shutdown", "annex-lease")
 CREDENTIAL_KEYS = {PASSWORD: CONFIG_PREFIX + "pool_password", IDTOKENS: CONFIG_PREFIX + "token"}
 # An instance whose startd is gone (crashed, never started, turned off) ends its master after this long.
 STARTD_GRACE_SECONDS = 300
-TOKEN_AUTHZ = ("ADVERTISE_STARTD", "ADVERTISE_MASTER")
+# An annex token: an execute node's rights and nothing more, ending with the lease.
+TOKEN_AUTHZ = ("ADVERTISE_STARTD", "ADVERTISE_MASTER")  # required
+TOKEN_ALLOWED = ("READ", *TOKEN_AUTHZ)  # all it may hold
+TOKEN_SLACK = 24 * 3600  # how long past the annex's expiry a token may live (else it outlives the lease)
+TOKEN_MARGIN = 15 * 60  # how long past the expiry an issued token lives (instances end at the expiry)
+TOKEN_CREATE = "condor_token_create"
+TOKEN_CREATE_TIMEOUT = 60
 KNOBS = (
     "COLLECTOR_HOST",
     "SEC_PASSWORD_FILE",
-    "SEC_TOKEN_DIRECTORY",
-    "SEC_TOKEN_SYSTEM_DIRECTORY",
     "SEC_DEFAULT_AUTHENTICATION_METHODS",
     "SEC_DAEMON_AUTHENTICATION_METHODS",
     "SEC_ADVERTISE_STARTD_AUTHENTICATION_METHODS",
@@ -61,6 +67,11 @@ else:
     print(json.dumps({"names": [ad.get("AnnexName") for ad in ads]}))
 """
 _IDENTITY = re.compile(r"^[A-Za-z0-9._@+-]+$")
+# A Unix user name, as HTCondor's Owner attribute holds it.
+_OWNER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$")
+OWNER_RULE = "letters, digits, '_', '.' and '-', not starting with '-', at most 64 characters"
+# Anything shaped like a JWT (three base64url parts), so no token ever reaches a message.
+_JWT_LIKE = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 _ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -72,7 +83,6 @@ class Pool:
     collector_host: str
     methods: tuple[str, ...]  # what the pool accepts from an execute node's daemons
     password_file: str | None = None
-    token_dirs: tuple[str, ...] = ()
     trust_domain: str | None = None
     authentication: str | None = None  # the pool's SEC_DEFAULT_AUTHENTICATION, ENCRYPTION, INTEGRITY
     encryption: str | None = None
@@ -85,13 +95,19 @@ class Pool:
 
 
 class Credential:
-    """The secret the instances join with. Its bytes never appear in repr or str."""
+    """The secret the instances join with. Its bytes never appear in repr or str.
 
-    __slots__ = ("kind", "source", "identity", "scopes", "_secret")
+    For a token, `identity` is whom it authenticates as, `scopes` the authorizations it is limited to
+    (None: an unscoped token, which can do anything its identity can) and `expires` its `exp` claim
+    (seconds since the epoch; None: it never expires)."""
 
-    def __init__(self, kind: str, secret: bytes, source: str, identity: str | None = None, scopes=None):
+    __slots__ = ("kind", "source", "identity", "scopes", "expires", "_secret")
+
+    def __init__(self, kind: str, secret: bytes, source: str, identity: str | None = None, scopes=None,
+                 expires: float | None = None):
         self.kind, self.source, self.identity = kind, source, identity
         self.scopes = tuple(scopes) if scopes is not None else None  # None: the token is not limited
+        self.expires = expires
         self._secret = bytes(secret)
 
     def secret(self) -> bytes:
@@ -116,13 +132,11 @@ def read_pool(condor_config: str | None = None) -> Pool:
         raise PoolError(f"the HTCondor configuration {path} sets no COLLECTOR_HOST; point CONDOR_CONFIG at your pool's condor_config")
     methods = (values.get("SEC_ADVERTISE_STARTD_AUTHENTICATION_METHODS") or values.get("SEC_DAEMON_AUTHENTICATION_METHODS")
                or values.get("SEC_DEFAULT_AUTHENTICATION_METHODS") or "")
-    token_dirs = [values.get("SEC_TOKEN_DIRECTORY") or os.path.expanduser("~/.condor/tokens.d"), values.get("SEC_TOKEN_SYSTEM_DIRECTORY")]
     return Pool(
         config_file=path,
         collector_host=collector,
         methods=split_list(methods),
         password_file=values.get("SEC_PASSWORD_FILE") or None,
-        token_dirs=tuple(dict.fromkeys(d for d in token_dirs if d)),
         trust_domain=values.get("TRUST_DOMAIN") or None,
         authentication=_upper(values.get("SEC_DEFAULT_AUTHENTICATION")),
         encryption=_upper(values.get("SEC_DEFAULT_ENCRYPTION")),
@@ -196,27 +210,37 @@ def collector_address(collector_host: str) -> tuple[str, int]:
 # --- the credential ----------------------------------------------------------------------------------
 
 
-def read_credential(pool: Pool, token_file: str | None = None) -> Credential | None:
-    """The credential the instances will present: the token file given, else the pool password (when the
-    pool accepts PASSWORD), else a token from the pool's token directories; None when there is none."""
+def read_credential(pool: Pool, token_file: str | None = None, *, expiry=None) -> Credential | None:
+    """The credential the instances will present, for an annex ending at `expiry` (a datetime, an ISO
+    8601 time or seconds since the epoch):
+
+    - with `token_file`, its token, which `check_annex_token` must accept;
+    - else the pool password, when the pool accepts PASSWORD and SEC_PASSWORD_FILE can be read;
+    - else, in an IDTOKENS pool, a token issued for this annex by `issue_token` (condor_token_create).
+      A token is never taken from the user's token directories: those are personal tokens, which
+      could do anything the user can, for as long as they live.
+
+    None when the pool accepts neither. Without `expiry` a token file is checked for everything but its
+    lifetime, and no token is issued."""
     if token_file:
-        return read_token(token_file)
-    problems = []
+        credential = read_token(token_file)
+        check_annex_token(credential, expiry)
+        return credential
+    problem = None
     if PASSWORD in pool.methods and pool.password_file:
         try:
             return Credential(PASSWORD, _read_bytes(pool.password_file, "the pool password (SEC_PASSWORD_FILE)"), pool.password_file)
         except PoolError as error:
-            problems.append(error)
+            problem = error
     if IDTOKENS in pool.methods:
-        try:
-            token = find_token(pool)
-        except PoolError as error:
-            problems.append(error)
-        else:
-            if token:
-                return token
-    if problems:
-        raise problems[0]
+        if shutil.which(TOKEN_CREATE) is None:
+            raise PoolError(f"the pool uses IDTOKENS and {TOKEN_CREATE} is not on PATH: {token_by_hand(pool, expiry)}")
+        if expiry is None:
+            raise PoolError(f"the pool uses IDTOKENS: the instances' token is issued with {TOKEN_CREATE} when the annex "
+                            "is created, for its expiry, or given with --token-file")
+        return issue_token(pool, expiry)
+    if problem:
+        raise problem
     return None
 
 
@@ -232,66 +256,177 @@ def _read_bytes(path: str, what: str) -> bytes:
 
 
 def read_token(path: str) -> Credential:
-    """The first IDTOKEN in a token file (one token a line, as condor_token_fetch writes them)."""
+    """The first IDTOKEN in a token file (one token a line, as condor_token_create writes them)."""
     data = _read_bytes(path, "the token file")
     for line in data.splitlines():
         text = line.strip()
         if text and not text.startswith(b"#"):
-            identity, scopes = token_claims(text, path)
-            return Credential(IDTOKENS, text + b"\n", path, identity, scopes)
+            return _token_credential(text, path)
     raise PoolError(f"the token file {path} holds no token")
 
 
-def token_claims(token: bytes, path: str) -> tuple[str, tuple[str, ...] | None]:
-    """The identity a token authenticates as and the authorizations it is limited to (None: not limited).
+def _token_credential(token: bytes, source: str) -> Credential:
+    identity, scopes, expires = token_claims(token, source)
+    return Credential(IDTOKENS, token + b"\n", source, identity, scopes, expires)
+
+
+def token_claims(token: bytes, path: str) -> tuple[str, tuple[str, ...] | None, float | None]:
+    """The identity a token authenticates as, the authorizations it is limited to (None: not limited)
+    and when it expires (None: never).
 
     Only the JWT's public payload is decoded; checking its signature is the pool's business."""
     try:
         payload = token.split(b".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
         subject, issuer = str(claims["sub"]), claims.get("iss")
-    except (IndexError, KeyError, ValueError, TypeError):
+        expires = None if claims.get("exp") is None else float(claims["exp"])
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError):
         raise PoolError(f"{path} does not hold an HTCondor IDTOKEN; create one with condor_token_create") from None
-    if claims.get("exp") is not None and float(claims["exp"]) <= time.time():
+    if expires is not None and expires <= time.time():
         raise PoolError(f"the token in {path} has expired; ask the pool administrator for a new one")
     identity = subject if "@" in subject or not issuer else f"{subject}@{issuer}"
-    if not _IDENTITY.match(identity):
+    if not _IDENTITY.fullmatch(identity):
         raise PoolError(f"the token in {path} names an identity HTCondor's ALLOW lists cannot hold")
     scope = claims.get("scope")
     words = scope.split() if isinstance(scope, str) else scope if isinstance(scope, list) else None
-    scopes = None if words is None else tuple(str(w).split("condor:/", 1)[-1].upper() for w in words)
-    return identity, scopes
+    # condor:/READ is HTCondor's READ; any other scope is kept as it is written (and refused).
+    scopes = None if words is None else tuple(_authz(str(w)) for w in words)
+    return identity, scopes, expires
 
 
-def find_token(pool: Pool) -> Credential | None:
-    """A token from the pool's token directories, preferring one issued by the pool's trust domain.
+def _authz(word: str) -> str:
+    return word.split("condor:/", 1)[1].upper() if word.startswith("condor:/") else word
 
-    Like HTCondor, it passes over what it cannot read; if nothing usable is left it says what failed."""
-    found, problems = [], []
-    for path in _token_files(pool.token_dirs, problems):
+
+def check_annex_token(credential: Credential, expiry, *, now: float | None = None) -> None:
+    """Refuse, in one line naming where the token came from, a token an annex must not carry: one that
+    is unscoped, holds more than READ, ADVERTISE_STARTD and ADVERTISE_MASTER or lacks one of the two
+    ADVERTISE rights, or whose lifetime does not match the lease: no `exp`, expiring before the annex's
+    `expiry` (its instances would drop out of the pool) or more than TOKEN_SLACK after it (it would
+    outlive the lease). Without `expiry` the lifetime is checked only for an `exp` still to come."""
+    where = f"the token in {credential.source}"
+    fix = f"ask the pool administrator for one made as `{token_command('<identity>', '<seconds until the expiry + 900>')}`"
+    if credential.kind != IDTOKENS:
+        raise PoolError(f"{credential.source} is a {credential.kind} credential, not an IDTOKEN")
+    if credential.scopes is None:
+        raise PoolError(f"{where} is unscoped: it could do anything you can; {fix}")
+    missing = [a for a in TOKEN_AUTHZ if a not in credential.scopes]
+    if missing:
+        raise PoolError(f"{where} lacks {', '.join(missing)}; {fix}")
+    extra = [a for a in dict.fromkeys(credential.scopes) if a not in TOKEN_ALLOWED]
+    if extra:
+        raise PoolError(f"{where} also allows {', '.join(extra)}: an annex token holds only {', '.join(TOKEN_ALLOWED)}; {fix}")
+    if credential.expires is None:
+        raise PoolError(f"{where} never expires: it would outlive the annex; {fix}")
+    now = time.time() if now is None else now
+    if credential.expires <= now:
+        raise PoolError(f"{where} has expired; {fix}")
+    if expiry is None:
+        return
+    ends = _epoch(expiry)
+    if credential.expires < ends:
+        raise PoolError(f"{where} expires at {_iso(credential.expires)}, before the annex's expiry {_iso(ends)}: "
+                        f"its instances would drop out of the pool; {fix}")
+    if credential.expires > ends + TOKEN_SLACK:
+        raise PoolError(f"{where} expires at {_iso(credential.expires)}, more than a day after the annex's expiry "
+                        f"{_iso(ends)}: it would outlive the lease; {fix}")
+
+
+def issue_token(pool: Pool, expiry, *, identity: str | None = None, now: float | None = None) -> Credential:
+    """A token for this annex's instances from the pool's own condor_token_create: `identity` (default
+    condor@<TRUST_DOMAIN, else the collector host>), READ, ADVERTISE_STARTD and ADVERTISE_MASTER, living
+    until TOKEN_MARGIN after `expiry`. The token is read from its output and never shown; a failure says
+    what condor_token_create said and how to get a token by hand."""
+    now = time.time() if now is None else now
+    ends = _epoch(expiry)
+    if ends <= now:
+        raise PoolError(f"the annex's expiry {_iso(ends)} has passed; no token is issued for it")
+    identity = identity or default_token_identity(pool)
+    if not _IDENTITY.fullmatch(identity):
+        raise PoolError(f"{identity!r} is no identity HTCondor's ALLOW lists can hold; set TRUST_DOMAIN in the pool's configuration")
+    lifetime = token_lifetime(ends, now)
+    argv = [TOKEN_CREATE, "-identity", identity, *[w for a in TOKEN_ALLOWED for w in ("-authz", a)], "-lifetime", str(lifetime)]
+    by_hand = f"ask the pool administrator to run `{token_command(identity, lifetime)} > annex.token` and pass --token-file annex.token"
+    try:
+        out = subprocess.run(argv, env={**os.environ, "CONDOR_CONFIG": pool.config_file}, capture_output=True,
+                             stdin=subprocess.DEVNULL, timeout=TOKEN_CREATE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise PoolError(f"{TOKEN_CREATE} gave no answer within {TOKEN_CREATE_TIMEOUT} seconds; {by_hand}") from None
+    except OSError as error:
+        raise PoolError(f"cannot run {TOKEN_CREATE}: {error.strerror or error}; {by_hand}") from None
+    tokens = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    if out.returncode != 0 or not tokens:
+        said = _first_line(out.stderr, tokens) or (f"exit status {out.returncode}" if out.returncode else "no token on its output")
+        raise PoolError(f"{TOKEN_CREATE} failed ({said}); {by_hand}")
+    credential = _token_credential(tokens[0], f"{TOKEN_CREATE}'s output")
+    check_annex_token(credential, ends, now=now)
+    return credential
+
+
+def _first_line(stderr: bytes, tokens) -> str:
+    """The first line of what a program said on stderr, with nothing of a token in it."""
+    text = (stderr or b"").decode("utf-8", "replace")
+    for token in tokens:
+        text = text.replace(token.decode("utf-8", "replace"), "[token]")
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = _JWT_LIKE.sub("[token]", line)
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def default_token_identity(pool: Pool) -> str:
+    """condor@<the pool's TRUST_DOMAIN (as its configuration gives it; HTCondor defaults it to UID_DOMAIN),
+    else the collector host>, without a port."""
+    return "condor@" + collector_address(pool.trust_domain or pool.collector_host)[0]
+
+
+def token_lifetime(expiry, now: float | None = None) -> int:
+    """Seconds an annex token lives: until TOKEN_MARGIN after the annex's expiry."""
+    now = time.time() if now is None else now
+    return max(0, math.ceil(_epoch(expiry) - now)) + TOKEN_MARGIN
+
+
+def token_command(identity, lifetime) -> str:
+    """The condor_token_create command line that makes an annex token."""
+    authz = " ".join(f"-authz {a}" for a in TOKEN_ALLOWED)
+    return f"{TOKEN_CREATE} -identity {identity} {authz} -lifetime {lifetime}"
+
+
+def token_by_hand(pool: Pool, expiry=None) -> str:
+    """What a user without condor_token_create asks the pool administrator for."""
+    lifetime = token_lifetime(expiry) if expiry is not None else "<seconds until the annex's expiry + 900>"
+    return (f"ask the pool administrator to run `{token_command(default_token_identity(pool), lifetime)} > annex.token` "
+            "and pass --token-file annex.token")
+
+
+def _epoch(when) -> float:
+    """`when` (a datetime, naive meaning UTC; an ISO 8601 time; seconds since the epoch) in seconds since the epoch."""
+    if isinstance(when, datetime):
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    if isinstance(when, (int, float)) and not isinstance(when, bool):
+        return float(when)
+    if isinstance(when, str):
+        text = when.strip()
         try:
-            found.append(read_token(str(path)))
-        except PoolError as error:
-            problems.append(error)
-    domain = "@" + pool.trust_domain if pool.trust_domain else None
-    issued_here = [t for t in found if domain and (t.identity or "").endswith(domain)]
-    if found:
-        return (issued_here or found)[0]
-    if problems:
-        raise problems[0]
-    return None
+            return _epoch(datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" else text))
+        except (ValueError, IndexError):
+            pass
+    raise ConfigError("expiry", f"{when!r} is not a time")
 
 
-def _token_files(directories, problems) -> list[Path]:
-    files = []
-    for directory in directories:
-        folder = Path(directory)
-        try:
-            if folder.is_dir():
-                files += sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        except OSError as error:
-            problems.append(PoolError(f"cannot read the token directory {directory}: {error.strerror or error}"))
-    return files
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def validate_owners(owners) -> tuple[str, ...]:
+    """The --owner values, each a name HTCondor's Owner attribute can hold (a Unix user name); none given:
+    the default owner, the person creating the annex."""
+    names = tuple(dict.fromkeys(o.strip() if isinstance(o, str) else o for o in (owners or ())))
+    if not names:
+        return default_owners()
+    for name in names:
+        if not isinstance(name, str) or not _OWNER.fullmatch(name):
+            raise ConfigError("owner", f"{name!r} is not a user name HTCondor's Owner can hold: {OWNER_RULE}")
+    return names
 
 
 def default_owners() -> tuple[str, ...]:
@@ -330,12 +465,8 @@ def _check_security(pool: Pool) -> None:
 
 
 def _check_scopes(credential: Credential) -> None:
-    if credential.kind != IDTOKENS or credential.scopes is None:
-        return
-    missing = [a for a in TOKEN_AUTHZ if a not in credential.scopes]
-    if missing:
-        raise PoolError(f"the token in {credential.source} lacks {', '.join(missing)}; create one with "
-                        "condor_token_create -authz READ -authz ADVERTISE_STARTD -authz ADVERTISE_MASTER")
+    if credential.kind == IDTOKENS:
+        check_annex_token(credential, None)
 
 
 # --- the instances' configuration --------------------------------------------------------------------
@@ -398,7 +529,7 @@ def security_lines(kind: str, identity: str | None) -> list[str]:
     if kind == PASSWORD:
         principal, where = "condor_pool@*/*", [f"SEC_PASSWORD_FILE = {PASSWORD_FILE}"]
     elif kind == IDTOKENS:
-        if not identity or not _IDENTITY.match(identity):
+        if not identity or not _IDENTITY.fullmatch(identity):
             raise PoolError("the token names no identity the instances' ALLOW lists can hold")
         principal = f"{identity}/*"
         where = [f"SEC_TOKEN_SYSTEM_DIRECTORY = {TOKEN_DIR}", f"SEC_TOKEN_DIRECTORY = {TOKEN_DIR}"]

@@ -19,22 +19,18 @@ import json
 import math
 import os
 import re
-import shlex
 import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .config import MAX_REFERENCES, format_time
+from .config import format_time
 from .errors import AccessDenied, AwsError, ConfigError, SetupError
+from .names import DEFAULT_LIMITS, LIMITS_PARAMETER
 
 MINIMUM_BILLED_SECONDS = 60
 CACHE_SECONDS = 24 * 3600
-LIMITS_PARAMETER = "/htcondor-annex/limits"
-DEFAULT_LIMITS = {"max_instances": 64, "max_lease_hours": 168, "max_ceiling_usd": 1000}
-# What `condor_annex setup` calls each limit on its command line.
-SETUP_FLAGS = {"max_instances": "--max-instances", "max_lease_hours": "--max-lease-hours", "max_ceiling_usd": "--max-ceiling"}
 ENDED_STATES = ("shutting-down", "terminated", "stopping", "stopped")  # EC2 bills none of these
 
 
@@ -42,19 +38,27 @@ ENDED_STATES = ("shutting-down", "terminated", "stopping", "stopped")  # EC2 bil
 
 
 @dataclass(frozen=True)
+class CeilingItem:
+    """One reference's share of the ceiling: count × price × hours."""
+
+    count: int
+    instance_type: str
+    price: float  # USD per instance-hour
+    source: str  # where the price came from
+    hours: float
+    cost: float
+
+
+@dataclass(frozen=True)
 class Ceiling:
-    """The most an annex can cost, and the lines that show how that was worked out."""
+    """The most an annex can cost, and how that was worked out."""
 
     total: float
-    lines: list[str] = field(default_factory=list)
+    items: tuple[CeilingItem, ...] = ()
     exact: bool = True  # False when some price is the user's --max-price rather than AWS's
     instances: int = 0
     hours: float = 0.0
     expiry: datetime | None = None
-
-    def text(self) -> str:
-        assumed = "" if self.exact else " (with --max-price where AWS published no price)"
-        return f"{usd(self.total)}{assumed}"
 
 
 @dataclass(frozen=True)
@@ -92,22 +96,24 @@ def config_slots(config) -> list[Slot]:
     ]
 
 
-def stack_slots(stack: dict) -> list[Slot]:
-    """The annex's desired instances as its stack was given them: Count{i}, InstanceType{i}, SpotPrice{i}."""
-    params = {p["ParameterKey"]: p.get("ParameterValue") or "" for p in stack.get("Parameters", [])}
+def stack_slots(stack) -> list[Slot]:
+    """The annex's instances as its stack asks for them (an AnnexStack): Count{i}, InstanceType{i}, SpotPrice{i}."""
     slots = []
-    for i in range(1, MAX_REFERENCES + 1):
-        if f"InstanceType{i}" not in params:
-            break
-        count = int(params.get(f"Count{i}") or 0)
-        spot = params.get(f"SpotPrice{i}") or ""
-        slots.append(Slot(f"reference {i}", params[f"InstanceType{i}"], count, float(spot) if spot else None))
+    for i, count in enumerate(stack.counts, start=1):
+        spot = stack.parameters.get(f"SpotPrice{i}") or ""
+        slots.append(Slot(f"reference {i}", stack.parameters.get(f"InstanceType{i}") or "", count, float(spot) if spot else None))
     return slots
 
 
-def stack_region(stack: dict, default: str) -> str:
-    parts = stack.get("StackId", "").split(":")
-    return parts[3] if len(parts) > 4 and parts[3] else default
+def wanted_slots(stack) -> list[Slot]:
+    """As stack_slots, but with the instances the user asked for when the stack has none yet (an
+    interrupted create)."""
+    slots = stack_slots(stack)
+    if sum(s.count for s in slots) or not stack.wanted:
+        return slots
+    from .config import split_instances
+
+    return [Slot(s.name, s.instance_type, n, s.spot_price) for s, n in zip(slots, split_instances(stack.wanted, len(slots)))]
 
 
 def ceiling(aws, config, max_price=None, budget=None, now=None) -> Ceiling:
@@ -116,9 +122,8 @@ def ceiling(aws, config, max_price=None, budget=None, now=None) -> Ceiling:
 
 
 def extension_ceiling(aws, stack, new_expiry, max_price=None, budget=None, now=None) -> Ceiling:
-    """The most a running annex can cost from now to `new_expiry`, for the instances its stack asks for."""
-    region = stack_region(stack, aws.region)
-    return slots_ceiling(aws, stack_slots(stack), new_expiry, region, max_price, budget, now)
+    """The most a running annex can cost from now to `new_expiry`, for the instances it asks for."""
+    return slots_ceiling(aws, wanted_slots(stack), new_expiry, stack.region, max_price, budget, now)
 
 
 def slots_ceiling(aws, slots, expiry, region, max_price=None, budget=None, now=None) -> Ceiling:
@@ -126,7 +131,7 @@ def slots_ceiling(aws, slots, expiry, region, max_price=None, budget=None, now=N
     budget = positive_usd("budget", budget, "USD")
     now = now or datetime.now(timezone.utc)
     hours = billed_hours((expiry - now).total_seconds())
-    total, lines, exact, instances = 0.0, [], True, 0
+    total, items, exact, instances = 0.0, [], True, 0
     for slot in slots:
         if slot.count <= 0:
             continue
@@ -135,12 +140,10 @@ def slots_ceiling(aws, slots, expiry, region, max_price=None, budget=None, now=N
         cost = slot.count * price * hours
         total += cost
         instances += slot.count
-        lines.append(
-            f"{slot.count} × {slot.instance_type} at ${price:.4f}/hour ({source}) × {format_hours(hours)} = {usd(cost)}"
-        )
+        items.append(CeilingItem(slot.count, slot.instance_type, price, source, hours, cost))
     if budget is not None and total > budget:
         raise ConfigError("budget", f"{usd(budget)} is less than the most this annex can cost ({usd(total)})")
-    return Ceiling(total, lines, exact, instances, hours, expiry)
+    return Ceiling(total, tuple(items), exact, instances, hours, expiry)
 
 
 def slot_price(aws, slot: Slot, region: str, max_price: float | None, now: datetime) -> tuple[float, str]:
@@ -310,63 +313,38 @@ def parse_limits(text: str | None, project_id: str | None = None, region: str = 
     )
 
 
-def check_limits(limits: Limits, config, ceiling: Ceiling | None = None, now: datetime | None = None) -> None:
+def check_limits(limits: Limits, instances: int, expiry: datetime, ceiling: Ceiling | None = None, *,
+                 created: datetime | None = None, now: datetime | None = None) -> None:
     """Refuse, with the numbers, a request beyond the administrator's limits. No flag bypasses this.
 
-    `config` is the AnnexConfig of a create; for an extension pass None, and the instances and expiry
-    come from the extension's ceiling. Without a ceiling only instances and lease length are checked.
+    The lease is counted from the annex's creation (`created`; now, for a new annex): however often it is
+    extended, an annex lives at most the longest lease. AWS enforces the same limits where an administrator
+    ran `condor_annex setup`; this check says so before anything is asked of AWS.
     """
     now = now or datetime.now(timezone.utc)
-    instances = config.instances if config is not None else ceiling.instances
-    expiry = config.expiry if config is not None else ceiling.expiry
+    start = created or now
     region = f" in {limits.region}" if limits.region else ""
+    raise_it = "or ask your administrator to raise the limit"
     if instances > limits.max_instances:
-        raise ConfigError(
-            "instances",
-            f"{instances} is more than the administrator's limit of {limits.max_instances} instances per annex{region}; "
-            f"ask for fewer, or {how_to_raise(limits, 'max_instances', instances)}",
-        )
-    if expiry is not None and expiry - now > limits.max_lease:
-        lease_hours = limits.max_lease.total_seconds() / 3600
-        asked = math.ceil((expiry - now).total_seconds() / 3600)
-        raise ConfigError(
-            "expiry",
-            f"{format_time(expiry)} is {asked} hours away, more than the administrator's maximum lease of "
-            f"{lease_hours:g} hours ({lease_hours / 24:g} days){region}; choose an earlier expiry, or "
-            f"{how_to_raise(limits, 'max_lease_hours', asked)}",
-        )
+        raise ConfigError("instances", f"{instances} is more than the limit of {limits.max_instances} instances per annex{region}; ask for fewer, {raise_it}")
+    if expiry is not None and expiry - start > limits.max_lease:
+        longest = limits.max_lease.total_seconds() / 3600
+        latest = start + limits.max_lease
+        since = "from its creation " if created else ""
+        raise ConfigError("expiry", f"{format_time(expiry)} is beyond the longest lease{region}, {longest:g} hours {since}(until "
+                                    f"{format_time(latest)}); choose an earlier time, {raise_it}")
     if ceiling is not None and ceiling.total > limits.max_ceiling:
-        raise ConfigError(
-            "budget",
-            f"cannot go above the administrator's limit of {usd(limits.max_ceiling)} per annex{region}: this annex could "
-            f"cost up to {usd(ceiling.total)}; ask for fewer instances or an earlier expiry, or "
-            f"{how_to_raise(limits, 'max_ceiling_usd', math.ceil(ceiling.total))}",
-        )
-
-
-def how_to_raise(limits: Limits, key: str, needed) -> str:
-    """The two ways an administrator raises one limit: `condor_annex setup` or the SSM parameter itself."""
-    document = json.loads(json.dumps(limits.document or DEFAULT_LIMITS))
-    target = document
-    project = limits.project_id
-    if project and key in ((document.get("projects") or {}).get(project) or {}):
-        target = document["projects"][project]
-    target[key] = needed
-    region = f" --region {limits.region}" if limits.region else ""
-    value = shlex.quote(json.dumps(document, sort_keys=True, separators=(", ", ": ")))
-    return (
-        f"an administrator raises the limit with 'condor_annex setup{region} {SETUP_FLAGS[key]} {needed}', or with: "
-        f"aws ssm put-parameter{region} --name {LIMITS_PARAMETER} --type String --overwrite --value {value}"
-    )
+        raise ConfigError("budget", f"this annex could cost up to {usd(ceiling.total)}, more than the limit of {usd(limits.max_ceiling)} per "
+                                    f"annex{region}; ask for fewer instances or an earlier expiry, {raise_it}")
 
 
 # --- what was spent ----------------------------------------------------------------------------------
 
 
-def stack_prices(aws, stack: dict, now: datetime | None = None) -> dict[str, float | None]:
+def stack_prices(aws, stack, now: datetime | None = None) -> dict[str, float | None]:
     """The most an hour of each of the annex's instance types costs: its spot cap, else the on-demand price
     (None where unknown). Used to run the meter in `status`; never raises for a missing price."""
-    region = stack_region(stack, aws.region)
+    region = stack.region
     prices: dict[str, float | None] = {}
     for slot in stack_slots(stack):
         if slot.spot_price is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from annex import sandbox
+from tests.support import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 

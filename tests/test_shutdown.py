@@ -1,5 +1,7 @@
 """The programs the instances run, for real against the moto server: annex-shutdown (the master's shutdown
-program) leaves the AutoScaling group shrinking it, and annex-lease powers off at the expiry."""
+program) asks to leave the group by putting annex/leaving/<instance id> in the bucket, waits for the
+metadata service to read its target lifecycle state Terminated, and powers off in every case; annex-lease
+powers off at the expiry."""
 
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 
-from instance_env import REGION, Instance, closed_port_url, no_retries
+from instance_env import REGION, ImdsServer, Instance, closed_port_url, leaving, no_retries
 
 BUCKET = "htcondor-annex-lab-0123456789ab"
-GROUP = "htcondor-annex-lab-01234567-1"
+INSTANCE_ID = "i-0123456789abcdef0"
 
 
 def iso(when: datetime) -> str:
@@ -23,64 +25,105 @@ def from_now(**delta) -> str:
     return iso(datetime.now(timezone.utc) + timedelta(**delta))
 
 
-def make_group(desired: int) -> list[str]:
-    """An AutoScaling group from a launch template, as the annex stack makes them; its instance ids."""
-    ec2 = boto3.client("ec2", region_name=REGION)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    template = ec2.create_launch_template(
-        LaunchTemplateName="annex-test", LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"}
-    )["LaunchTemplate"]["LaunchTemplateId"]
-    asg = boto3.client("autoscaling", region_name=REGION)
-    asg.create_auto_scaling_group(
-        AutoScalingGroupName=GROUP,
-        LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
-        MinSize=0,
-        MaxSize=desired,
-        DesiredCapacity=desired,
-        AvailabilityZones=[f"{REGION}a"],
-    )
-    return sorted(i["InstanceId"] for i in group()["Instances"])
-
-
-def group() -> dict:
-    return boto3.client("autoscaling", region_name=REGION).describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
-        "AutoScalingGroups"
-    ][0]
-
-
 @pytest.fixture
 def instance(tmp_path, aws_env):
     return Instance(tmp_path, aws_env)
 
 
-def test_shutdown_leaves_the_group_shrinking_it_and_powers_off(instance):
-    ids = make_group(3)
-    leaving = ids[1]
-    instance.install_programs(leaving, BUCKET)
-    out = instance.run([instance.path("/usr/local/sbin/annex-shutdown")])
+def bucket() -> None:
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+
+
+def shutdown(instance, imds_url, *args, **env):
+    instance.install_programs(INSTANCE_ID, BUCKET)
+    started = time.monotonic()
+    out = instance.run([instance.path("/usr/local/sbin/annex-shutdown"), *args], ANNEX_IMDS_URL=imds_url, **env)
+    return out, time.monotonic() - started
+
+
+def assert_recent(at: str) -> None:
+    when = datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert abs((datetime.now(timezone.utc) - when).total_seconds()) < 120
+
+
+def test_shutdown_asks_to_leave_and_powers_off_once_let_go(instance):
+    bucket()
+    with ImdsServer(INSTANCE_ID, terminated_after=3) as imds:
+        out, elapsed = shutdown(instance, imds.url, ANNEX_LEAVE_WAIT="60")
+        asked = imds.lifecycle_requests
     assert out.returncode == 0, out.stderr.decode()
-    after = group()
-    assert after["DesiredCapacity"] == 2
-    remaining = sorted(i["InstanceId"] for i in after["Instances"])
-    assert remaining == [i for i in ids if i != leaving]  # nothing launched in its place
-    state = boto3.client("ec2", region_name=REGION).describe_instances(InstanceIds=[leaving])
-    assert state["Reservations"][0]["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
+    body = leaving(BUCKET, INSTANCE_ID)
+    assert set(body) == {"instance", "reason", "at"}
+    assert body["instance"] == INSTANCE_ID and body["reason"] == "idle"  # the master runs it without arguments
+    assert_recent(body["at"])
+    head = boto3.client("s3", region_name=REGION).head_object(Bucket=BUCKET, Key=f"annex/leaving/{INSTANCE_ID}")
+    assert head["ContentType"] == "application/json"
+    assert asked == 3  # it polled until the state read Terminated, and no longer
+    assert 2 <= elapsed < 30  # two polls of a second apart, not the 60 s it would have waited
+    assert b"Terminated" in out.stderr
+    assert instance.calls("shutdown") == ["shutdown -h now"]
+    assert not [c for c in instance.calls("aws") if "autoscaling" in c]  # the instance never calls AutoScaling
+
+
+def test_the_lease_gives_its_reason(instance):
+    bucket()
+    with ImdsServer(INSTANCE_ID, terminated_after=1) as imds:
+        out, _ = shutdown(instance, imds.url, "lease")
+    assert out.returncode == 0, out.stderr.decode()
+    assert leaving(BUCKET, INSTANCE_ID)["reason"] == "lease"
     assert instance.calls("shutdown") == ["shutdown -h now"]
 
 
-def test_shutdown_powers_off_even_when_aws_cannot_be_reached(instance):
-    instance.install_programs("i-0123456789abcdef0", BUCKET)
-    started = time.monotonic()
-    out = instance.run([instance.path("/usr/local/sbin/annex-shutdown")], **no_retries({}), AWS_ENDPOINT_URL=closed_port_url())
-    assert time.monotonic() - started < 60
+def test_a_reason_is_written_as_json_whatever_it_holds(instance):
+    bucket()
+    reason = 'bootstrap: a "quoted" \\ back\\slash\ttab'
+    with ImdsServer(INSTANCE_ID, terminated_after=1) as imds:
+        shutdown(instance, imds.url, reason)
+    assert leaving(BUCKET, INSTANCE_ID)["reason"] == reason.replace("\t", " ")
+
+
+def test_when_the_state_never_changes_it_powers_off_after_the_wait(instance):
+    bucket()
+    with ImdsServer(INSTANCE_ID) as imds:  # InService for ever: the lease function never acted
+        out, elapsed = shutdown(instance, imds.url, ANNEX_LEAVE_WAIT="3")
+        asked = imds.lifecycle_requests
+    assert leaving(BUCKET, INSTANCE_ID)["instance"] == INSTANCE_ID
+    assert 3 <= elapsed < 30 and asked >= 3
+    assert b"still InService after 3s" in out.stderr
+    assert instance.calls("shutdown") == ["shutdown -h now"]
+
+
+def test_when_the_metadata_service_does_not_answer_it_powers_off_after_the_wait(instance):
+    bucket()
+    out, elapsed = shutdown(instance, closed_port_url(), ANNEX_LEAVE_WAIT="2")
+    assert leaving(BUCKET, INSTANCE_ID) is not None
+    assert 2 <= elapsed < 30 and b"still unknown" in out.stderr
+    assert instance.calls("shutdown") == ["shutdown -h now"]
+
+
+def test_shutdown_powers_off_quickly_when_s3_cannot_be_reached(instance):
+    with ImdsServer(INSTANCE_ID) as imds:
+        out, elapsed = shutdown(instance, imds.url, **no_retries({}), AWS_ENDPOINT_URL=closed_port_url(), ANNEX_LEAVE_WAIT="120")
+        asked = imds.lifecycle_requests
+    assert elapsed < 30  # no waiting for a departure nobody was told about
+    assert asked == 0
     assert b"powering off anyway" in out.stderr
     assert instance.calls("shutdown") == ["shutdown -h now"]
 
 
+def test_shutdown_powers_off_when_the_put_is_refused(instance):
+    with ImdsServer(INSTANCE_ID) as imds:  # no such bucket
+        out, elapsed = shutdown(instance, imds.url, ANNEX_LEAVE_WAIT="120")
+    assert elapsed < 30 and b"powering off anyway" in out.stderr
+    assert instance.calls("shutdown") == ["shutdown -h now"]
+
+
 def test_shutdown_powers_off_even_without_its_settings(instance):
-    instance.install_programs("i-0123456789abcdef0", BUCKET)
+    instance.install_programs(INSTANCE_ID, BUCKET)
     instance.path("/etc/condor-annex/env").unlink()
-    instance.run([instance.path("/usr/local/sbin/annex-shutdown")])
+    started = time.monotonic()
+    instance.run([instance.path("/usr/local/sbin/annex-shutdown")], ANNEX_IMDS_URL=closed_port_url())
+    assert time.monotonic() - started < 10
     assert not instance.calls("aws")
     assert instance.calls("shutdown") == ["shutdown -h now"]
 
@@ -94,7 +137,7 @@ def lease(instance, bucket_expiry: str | None, known: str, **env):
     s3.create_bucket(Bucket=BUCKET)
     if bucket_expiry is not None:
         s3.put_object(Bucket=BUCKET, Key="annex/expiry", Body=bucket_expiry.encode())
-    instance.install_programs("i-0123456789abcdef0", BUCKET)
+    instance.install_programs(INSTANCE_ID, BUCKET)
     state = instance.path("/var/lib/condor-annex/expiry")
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(known)
@@ -103,7 +146,7 @@ def lease(instance, bucket_expiry: str | None, known: str, **env):
 
 
 def test_lease_arm_installs_a_timer_and_starts_it(instance):
-    instance.install_programs("i-0123456789abcdef0", BUCKET)
+    instance.install_programs(INSTANCE_ID, BUCKET)
     out = instance.run([instance.path("/usr/local/sbin/annex-lease"), "arm"])
     assert out.returncode == 0, out.stderr.decode()
     timer = instance.path("/etc/systemd/system/annex-lease.timer").read_text()
@@ -121,9 +164,10 @@ def test_lease_follows_an_extension_and_keeps_running(instance):
 
 
 def test_lease_ends_the_instance_at_the_expiry(instance):
-    out, _ = lease(instance, bucket_expiry=from_now(minutes=-1), known=from_now(days=1))
+    with ImdsServer(INSTANCE_ID, terminated_after=1) as imds:
+        out, _ = lease(instance, bucket_expiry=from_now(minutes=-1), known=from_now(days=1), ANNEX_IMDS_URL=imds.url)
     assert b"the lease ended" in out.stderr
-    assert [c for c in instance.calls("aws") if "terminate-instance-in-auto-scaling-group" in c]
+    assert leaving(BUCKET, INSTANCE_ID)["reason"] == "lease"
     assert instance.calls("shutdown") == ["shutdown -h now"]
 
 

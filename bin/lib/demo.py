@@ -10,7 +10,8 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from annex.sandbox import moto_server, prepare_account, write_pool
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests/support is dev tooling
+from tests.support.sandbox import moto_server, prepare_account, write_pool  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PROJECT = "TheNeeds-MooreLab"
@@ -28,7 +29,7 @@ def point_at(url: str, work: Path) -> None:
     os.environ.update(
         AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1",
         AWS_CONFIG_FILE=str(work / "aws-config"), AWS_SHARED_CREDENTIALS_FILE=str(work / "aws-credentials"),
-        XDG_CACHE_HOME=str(work / "cache"),
+        XDG_CACHE_HOME=str(work / "cache"), COLUMNS=os.environ.get("COLUMNS", "120"),
     )
     os.environ.pop("AWS_PROFILE", None)
 
@@ -36,7 +37,7 @@ def point_at(url: str, work: Path) -> None:
 def lifecycle(work: Path) -> None:
     account = prepare_account()
     print(f"demo: prepared the account as the seed's Quick Start does by hand: key pair, VPC {account['vpc']}, "
-          f"subnets {', '.join(account['subnets'])}, launch configurations HTCondorAnnex-1..3 with spot prices.")
+          f"subnets {', '.join(account['subnets'])}, launch templates HTCondorAnnex-1..3 with spot prices.")
     os.environ["CONDOR_CONFIG"] = str(write_pool(work / "condor"))
     print(f"demo: a personal-condor pool configuration with a pool password: CONDOR_CONFIG={os.environ['CONDOR_CONFIG']}")
     expiry = (datetime.now() + timedelta(days=2)).strftime("%Y-%m-%d 23:59")

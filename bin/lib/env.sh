@@ -2,6 +2,7 @@
 # Shared by bin/test, bin/demo and bin/render-templates: the project's own virtualenvs, made on first use.
 VENV="${ANNEX_VENV:-$PWD/.venv}"
 CHECKOV_VENV="${ANNEX_CHECKOV_VENV:-$PWD/.venv-checkov}"
+ANALYZERS_VENV="${ANNEX_ANALYZERS_VENV:-$PWD/.venv-analyzers}"
 PYTHON="${PYTHON:-python3}"
 
 ensure_venv() {
@@ -30,6 +31,22 @@ ensure_checkov() {
   export ANNEX_CHECKOV="$CHECKOV_VENV/bin/checkov"
 }
 
+# cfripper and parliament (tests/test_analyzers.py) live together in their own environment: their pins
+# (boto3, pydantic, PyYAML) must not move the project's. parliament imports pkg_resources, hence setuptools.
+ensure_analyzers() {
+  if [ ! -x "$ANALYZERS_VENV/bin/cfripper" ] || [ ! -x "$ANALYZERS_VENV/bin/parliament" ]; then
+    echo "bin: installing cfripper and parliament into $ANALYZERS_VENV" >&2
+    "$PYTHON" -m venv "$ANALYZERS_VENV"
+    if ! "$ANALYZERS_VENV/bin/python" -m pip install 'cfripper>=1.22' 'parliament>=1.6' 'setuptools<81' >"$ANALYZERS_VENV.install.log" 2>&1; then
+      tail -n 30 "$ANALYZERS_VENV.install.log" >&2
+      echo "bin: installing cfripper and parliament failed; the whole log is $ANALYZERS_VENV.install.log" >&2
+      return 1
+    fi
+  fi
+  export ANNEX_CFRIPPER="$ANALYZERS_VENV/bin/cfripper"
+  export ANNEX_PARLIAMENT="$ANALYZERS_VENV/bin/parliament"
+}
+
 # libfaketime moves a process's clock (the lease tests run the deployed lease code "after" its expiry).
 ensure_faketime() {
   if ! command -v faketime >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -40,5 +57,6 @@ ensure_faketime() {
 
 ensure_test_tools() {
   ensure_checkov
+  ensure_analyzers
   ensure_faketime
 }

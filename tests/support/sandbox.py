@@ -1,8 +1,9 @@
 """A local stand-in for an AWS account, for the demo and the end-to-end tests.
 
-`prepare_account` does what the seed's Quick Start has an administrator do by hand in the web console:
-the key pair `HTCondorAnnex`, a VPC tagged Name=HTCondorAnnex with DNS hostnames, its tagged subnets, and
-launch configurations `HTCondorAnnex-1..N` (instance type, AMI, spot price). `write_pool` writes a
+`prepare_account` does what the seed's Quick Start has an administrator do by hand in the web console, as
+a new account has to today: the key pair `HTCondorAnnex`, a VPC tagged Name=HTCondorAnnex with DNS
+hostnames, its tagged subnets, and launch templates `HTCondorAnnex-1..N` (instance type, AMI, spot
+options); accounts made since late 2024 cannot create launch configurations. `write_pool` writes a
 personal-condor style pool configuration that uses pool-password security.
 
 It reaches AWS only through annex.aws (so AWS_ENDPOINT_URL decides where: a moto server in the demo).
@@ -21,7 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .aws import SETUP_NAME, Aws
+from annex.aws import Aws
+from annex.names import SETUP_NAME
 
 # (instance type, spot price cap in USD/hour) per launch configuration, as an administrator might choose.
 REFERENCES = [("m5.large", "0.05"), ("c5.large", "0.04"), ("m5.xlarge", "0.10")]
@@ -29,7 +31,7 @@ REFERENCES = [("m5.large", "0.05"), ("c5.large", "0.04"), ("m5.xlarge", "0.10")]
 
 def prepare_account(region: str | None = None, references=REFERENCES, subnets: int = 2) -> dict:
     aws = Aws(region)
-    ec2, autoscaling = aws.client("ec2"), aws.client("autoscaling")
+    ec2 = aws.client("ec2")
     ec2.create_key_pair(KeyName=SETUP_NAME)
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     ec2.create_tags(Resources=[vpc], Tags=[{"Key": "Name", "Value": SETUP_NAME}])
@@ -43,10 +45,10 @@ def prepare_account(region: str | None = None, references=REFERENCES, subnets: i
     ec2.create_tags(Resources=subnet_ids, Tags=[{"Key": "Name", "Value": SETUP_NAME}])
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     for i, (instance_type, spot) in enumerate(references, start=1):
-        args = dict(LaunchConfigurationName=f"{SETUP_NAME}-{i}", ImageId=image, InstanceType=instance_type)
+        data = {"ImageId": image, "InstanceType": instance_type, "MetadataOptions": {"HttpTokens": "required"}}
         if spot:
-            args["SpotPrice"] = spot
-        autoscaling.create_launch_configuration(**args)
+            data["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {"MaxPrice": spot, "SpotInstanceType": "one-time"}}
+        ec2.create_launch_template(LaunchTemplateName=f"{SETUP_NAME}-{i}", LaunchTemplateData=data)
     return {"region": aws.region, "vpc": vpc, "subnets": subnet_ids, "image": image}
 
 
