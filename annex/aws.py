@@ -666,14 +666,14 @@ class Aws:
             s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": _tags(tags)})
         return True
 
-    def object_exists(self, bucket: str, key: str) -> bool:
-        with translated(f"looking for s3://{bucket}/{key}"):
+    def object_text(self, bucket: str, key: str) -> str | None:
+        """An object's text, None when there is no such object."""
+        with translated(f"reading s3://{bucket}/{key}"):
             try:
-                self.client("s3").head_object(Bucket=bucket, Key=key)
-                return True
+                return self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                    return False
+                    return None
                 raise
 
     def deploy_setup_stack(self, url: str) -> tuple[str, str]:
@@ -698,16 +698,33 @@ class Aws:
         """An inline policy of a role, as a document."""
         with translated(f"reading the policy of {role_arn.rsplit('/', 1)[-1]}"):
             document = self.client("iam").get_role_policy(RoleName=role_arn.rsplit("/", 1)[-1], PolicyName=policy_name)["PolicyDocument"]
-        if isinstance(document, str):
-            from urllib.parse import unquote
-
-            document = json.loads(unquote(document))
-        return document
+        return policy_document(document)
 
     # --- end users (administrator) ---------------------------------------------------------------------
 
     def iam(self):
         return self.client("iam")
+
+
+def policy_document(document) -> dict:
+    """A policy document as IAM returns it (URL-encoded JSON; boto3 usually decodes it) as a dict."""
+    if isinstance(document, dict):
+        return document
+    from urllib.parse import unquote
+
+    text = unquote(str(document))
+    try:
+        return json.loads(text)
+    except ValueError:
+        import ast
+
+        try:  # moto returns documents a template gave as Python's repr of the dict
+            found = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            found = None
+        if isinstance(found, dict):
+            return found
+        raise AwsError("IAM returned a policy document that is not JSON") from None
 
 
 def _parameters(values: dict) -> list[dict]:

@@ -279,7 +279,7 @@ def check_collector(aws: Aws, setup: SetupView | None, pool: condor.Pool) -> Col
     try:
         answer = aws.invoke(setup.probe_function, {"host": host, "port": port})
     except AnnexError as error:
-        return CollectorCheck(address, None, f"not checked ({short(error)})")
+        return CollectorCheck(address, None, f"not checked ({short(error, 100)})")
     if answer.get("ok"):
         return CollectorCheck(address, True, f"answers from AWS ({answer.get('address')}, {answer.get('seconds', 0):.2f} s)")
     why = {"dns": f"AWS cannot resolve {host}", "refused": "it refused the connection", "timeout": "nothing answered (a firewall?)"}

@@ -63,6 +63,11 @@ EXCLUDED = {
     "logs:PutIndexPolicy": "account-wide (AWS cannot scope it); annex log groups have no index policy",
     "logs:DeleteIndexPolicy": "account-wide (AWS cannot scope it); annex log groups have no index policy",
     "logs:CreateLogDelivery": "account-wide (AWS cannot scope it); annex log groups deliver nowhere else",
+    "lambda:GetCodeSigningConfig": "annex functions have no code signing configuration (its resource is one, not the function)",
+    "lambda:GetLayerVersion": "annex functions use no layers (its resource is a layer, not the function)",
+    "s3:TagResource": "tags S3 Access Grants and Storage Lens resources, not buckets (buckets are tagged with s3:PutBucketTagging)",
+    "s3:UntagResource": "tags S3 Access Grants and Storage Lens resources, not buckets",
+    "s3:ListTagsForResource": "reads tags of S3 Access Grants and Storage Lens resources, not buckets (s3:GetBucketTagging)",
 }
 # Names AWS's schemas list that IAM does not know (an API call authorized by another action, named beside it).
 NOT_IAM_ACTIONS = {

@@ -82,7 +82,8 @@ class TerminalUi:
         self.console = console or Console(stderr=True, highlight=False)
 
     def say(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False, overflow="fold")
+        # rich wraps at word boundaries on a terminal; piped, a line stays whole (no width to fit)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=not self.console.is_terminal)
 
     @contextlib.contextmanager
     def working(self, what: str, typical: str = ""):
@@ -140,7 +141,7 @@ def create_summary(plan) -> list[str]:
     for ref, count in zip(c.references, c.counts):
         market = f"spot, at most ${ref.spot_price}/hour each" if ref.spot_price else "on-demand"
         lines.append(f"  {count:>5} × {ref.instance_type:<12} ({ref.name}, {market})")
-    lines.append(f"  until {format_time(c.expiry)} ({plan.expiry_note}), {format_duration(c.expiry - now())} from now")
+    lines.append(f"  until {format_time(c.expiry)} ({plan.expiry_note})" + ("" if plan.expiry_note.endswith("from now") else f", {format_duration(c.expiry - now())} from now"))
     lines.append(f"  jobs of {', '.join(plan.owners)} run there; idle instances stop after {c.idle_seconds // 60} minutes;"
                  " all stop at the expiry")
     mark = {True: "✓", False: "✗", None: "?"}[plan.collector.reachable]

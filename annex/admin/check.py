@@ -90,14 +90,20 @@ def hand_made_checks(aws: Aws) -> list[Check]:
 def published_check(aws: Aws, setup: SetupView) -> Check:
     """The published templates are there, and are what this version of condor_annex renders."""
     from ..lifecycle import published_key_for
+    from ..render import published_key
 
     name, urls = "published templates", setup.template_urls
     if not urls:
         return Check(name, False, "the set-up names no published template", f"an administrator runs 'condor_annex setup --region {aws.region}' again")
-    missing = [n for n, url in urls.items() if not attempt(name, lambda u=url: aws.object_exists(setup.templates_bucket, u.rsplit("/", 1)[-1])) is True]
+    texts = {n: attempt(name, lambda u=url: aws.object_text(setup.templates_bucket, u.rsplit("/", 1)[-1])) for n, url in urls.items()}
+    missing = [n for n, text in texts.items() if not isinstance(text, str)]
     if missing:
         return Check(name, False, f"the template(s) of {', '.join(map(str, missing))} reference(s) cannot be read from {setup.templates_bucket}",
                      f"an administrator runs 'condor_annex setup --region {aws.region}' again")
+    altered = [n for n, text in texts.items() if published_key(n, text) != urls[n].rsplit("/", 1)[-1]]
+    if altered:
+        return Check(name, False, f"the template(s) of {', '.join(map(str, altered))} reference(s) are not the text their name promises (changed in the bucket)",
+                     f"an administrator runs 'condor_annex setup --region {aws.region}' again, and finds out who changed them")
     differ = [n for n, url in urls.items() if url.rsplit("/", 1)[-1] != published_key_for(setup, n)]
     if differ:
         return Check(name, False, f"{len(differ)} of {len(urls)} differ from what this version of condor_annex renders (another version published them)",

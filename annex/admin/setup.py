@@ -117,7 +117,8 @@ def publish(plan: SetupPlan, ui) -> None:
     if aws.ensure_private_bucket(plan.bucket, {"htcondor:AnnexSetup": "true"}):
         ui.say(f"  ✓ bucket {plan.bucket} created (private, encrypted, TLS only)")
     texts = {key: text for key, text in plan.published.values()} | {plan.setup_key: plan.setup_text}
-    new = {k: t.encode() for k, t in texts.items() if not aws.object_exists(plan.bucket, k)}
+    present = aws.keys(plan.bucket)
+    new = {k: t.encode() for k, t in texts.items() if k not in present}
     if new:
         aws.put_objects(plan.bucket, new)
     ui.say(f"  ✓ {len(plan.published)} annex template(s) and the set-up template published in {plan.bucket} ({len(new)} new)")

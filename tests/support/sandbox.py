@@ -83,11 +83,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# moto 5.2 evaluates a conditional Deny in an S3 bucket policy as if its condition held even when the request
+# carries none of the condition's keys, and it knows no aws:SecureTransport: every TLS-only bucket policy
+# (ours, and AWS's own recommendation) then refuses every request. AWS reads a condition on an absent key as
+# false, so such a Deny does not apply. The server below runs moto with that one rule corrected.
+SERVER = """
+import sys
+from moto.iam import access_control as ac
+_permitted = ac.IAMPolicyStatement.is_action_permitted
+def is_action_permitted(self, action, resource="*", principal=None, incoming_condition_values=None):
+    result = _permitted(self, action, resource, principal, incoming_condition_values)
+    condition = self._statement.get("Condition") or {}
+    keys = {k for pairs in condition.values() for k in pairs}
+    if result is ac.PermissionResult.DENIED and self._statement.get("Effect") == "Deny" and keys - set(incoming_condition_values or {}):
+        return ac.PermissionResult.NEUTRAL
+    return result
+ac.IAMPolicyStatement.is_action_permitted = is_action_permitted
+from moto.server import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def start_moto_server(extra_env: dict | None = None, log=None) -> tuple[subprocess.Popen, str]:
-    """`moto_server` from this interpreter's bin directory on a free loopback port: (process, endpoint URL)."""
+    """moto's server (see SERVER) on a free loopback port, as a real HTTP process: (process, endpoint URL)."""
     port = free_port()
-    moto = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], env={**os.environ, **(extra_env or {})},
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, "-H", "127.0.0.1", "-p", str(port)], env={**os.environ, **(extra_env or {})},
                             stdout=subprocess.DEVNULL, stderr=log or subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
