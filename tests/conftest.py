@@ -1,5 +1,9 @@
 """Shared fixtures: a moto server started as a real HTTP process on loopback, and an environment that
-points boto3 (and the condor_annex CLI) at it through the standard AWS variables only."""
+points boto3 (and the condor_annex CLI) at it through the standard AWS variables only.
+
+Tests that reach the moto server are marked `aws` (automatically, when they use these fixtures; a module
+that starts its own server says `pytestmark = pytest.mark.aws`): `./bin/test -m 'not aws'` runs the rest.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,17 @@ import pytest
 from tests.support import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
+AWS_FIXTURES = {"moto_server", "aws_env"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "aws: reaches a moto server (a local stand-in for AWS) started as a process")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if AWS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.aws)
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +47,7 @@ def aws_env(moto_server, monkeypatch, tmp_path):
         "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
         "HOME": str(tmp_path),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
     }
     for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
