@@ -266,8 +266,9 @@ def regions_of(aws):
 
     from .aws import Aws
 
+    profile = given("profile")  # click's context is not seen from the pool's threads
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda r: Aws(r, given("profile")), aws.regions()))
+        return list(pool.map(lambda r: Aws(r, profile), aws.regions()))
 
 
 # --- extend ---------------------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def handler_statements(resource_types, handlers, scope: Scope, sid: str, instanc
             kinds = ()
         elif kinds is None:  # newer than the reference: scope it like the rest of its service
             kinds = (default_kind(action),)
-        ours = [k for k in kinds if scope.arns(k)]
+        ours = [k for k in kinds if scope.arns(k) and (k != "security-group-rule" or ":Authorize" in action)]  # a rule is made by authorizing it
         if not kinds:
             anywhere.add(action)
         for kind in ours:
@@ -359,6 +359,7 @@ def service_role_policy(resource_types, boundary_arn, lease_role_arn, instance_t
         deny("RolesOnlyWithTheBoundary", ["iam:CreateRole", "iam:PutRolePermissionsBoundary"], roles,
              {"StringNotEquals": {"iam:PermissionsBoundary": boundary_arn}}),
         deny("NeverWritePolicies", ROLE_ESCALATIONS, ["*"]),
+        deny("NeverReadInstancePasswords", ["ec2:GetPasswordData"], ["*"]),  # AWS's AutoScaling schema asks for ec2:Get*
         deny("NeverTheSetUp", [*STACK_WRITES, "s3:*"], [setup_stack_arn(), *templates_bucket_arns()]),
     )
 

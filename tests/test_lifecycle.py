@@ -1,256 +1,485 @@
-"""End to end: the installed CLI as a subprocess against a moto server process, checking the account's
-state afterwards (instances, bucket contents, rule schedule, nothing left after delete), not only words."""
+"""End to end: the installed `condor_annex` as a real process against a moto server process, checking the
+account afterwards (stacks, groups, instances, bucket objects, roles), not only words.
+
+Between the CLI and moto sits a small HTTP relay (`Relay`, below) that logs every request's region, service
+and action from its signature, and can rewrite CloudFormation's answers: so a test can see that a command
+never touched us-east-1, that `status` asks ListStacks with a status filter, and can hold a stack "in
+progress" for as long as it likes (moto finishes every stack inside the call) to interrupt a real process
+while it waits.
+"""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
-from annex.config import annex_names, expiry_cron
-from annex.sandbox import prepare_account, write_pool
+from annex.config import expiry_cron, stack_name
+from tests.support.sandbox import prepare_account, write_pool
 
 CLI = str(Path(sys.executable).with_name("condor_annex"))
 SEED_ID = "TheNeeds-MooreLab"
+EU = "eu-west-1"
 
 
-def future(days=2, fmt="%Y-%m-%d %H:%M"):
+def future(days=2.0, fmt="%Y-%m-%d %H:%M"):
     return (datetime.now() + timedelta(days=days)).strftime(fmt)
 
 
-def run_cli(env, *args, timeout=120):
+def utc_of(local_text):
+    return datetime.strptime(local_text, "%Y-%m-%d %H:%M").astimezone().astimezone(timezone.utc)
+
+
+# --- the relay ----------------------------------------------------------------------------------------
+
+
+class Relay:
+    """An HTTP relay on loopback in front of moto: forwards every request as it is, logs (region, service,
+    action) from the SigV4 credential scope, and applies `rewrites` ((action, old, new) on the response
+    body of that CloudFormation action) while they are set."""
+
+    def __init__(self, target: str):
+        self.target = urllib.parse.urlparse(target)
+        self.log: list[tuple[str, str, str, str]] = []  # (region, service, action, request body)
+        self.rewrites: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    data = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return data
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def relay(self):
+                data = self.body()
+                action = relay.record(self.command, self.path, self.headers, data)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length", "connection")}
+                headers["Content-Length"] = str(len(data))
+                conn = http.client.HTTPConnection(relay.target.hostname, relay.target.port, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=data, headers=headers)
+                    answer = conn.getresponse()
+                    payload = answer.read()
+                    status, reply = answer.status, answer.getheaders()
+                finally:
+                    conn.close()
+                payload = relay.rewrite(action, payload)
+                self.send_response(status)
+                for key, value in reply:
+                    if key.lower() not in ("transfer-encoding", "content-length", "connection", "server", "date"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def record(self, method, path, headers, data: bytes) -> str:
+        scope = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/", headers.get("Authorization", ""))
+        region, service = scope.groups() if scope else ("?", "?")
+        text = data.decode("utf-8", "replace") if len(data) < 100_000 else ""
+        found = re.search(r"(?:^|&)Action=([A-Za-z]+)", text)
+        target = headers.get("X-Amz-Target", "")
+        action = found.group(1) if found else target.rsplit(".", 1)[-1] if target else f"{method} {path.split('?')[0]}"
+        with self.lock:
+            self.log.append((region, service, action, urllib.parse.unquote_plus(text)))
+        return action
+
+    def rewrite(self, action: str, payload: bytes) -> bytes:
+        for on, old, new in list(self.rewrites):
+            if on == action:
+                payload = payload.replace(old.encode(), new.encode())
+        return payload
+
+    def actions(self, service=None) -> list[str]:
+        with self.lock:
+            return [a for _, s, a, _ in self.log if service in (None, s)]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def relay(aws_env):
+    found = Relay(aws_env["AWS_ENDPOINT_URL"])
+    yield found
+    found.close()
+
+
+# --- running the CLI, reading the account ---------------------------------------------------------------
+
+
+def run_cli(env, *args, timeout=180):
     started = time.monotonic()
     done = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     done.seconds = time.monotonic() - started
     return done
 
 
+def ok(env, *args):
+    done = run_cli(env, *args)
+    assert done.returncode == 0, f"{args}: {done.stderr[-3000:]}"
+    return done
+
+
 @pytest.fixture
 def account(aws_env, tmp_path):
-    """A moto account prepared as the seed's Quick Start does, and a personal-condor pool configuration."""
+    """A moto account prepared as the seed's Quick Start has an administrator do it, and a personal-condor
+    pool configuration with a pool password."""
     prepare_account()
     config = write_pool(tmp_path / "condor")
-    env = {**aws_env, "CONDOR_CONFIG": str(config), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {**aws_env, "CONDOR_CONFIG": str(config), "COLUMNS": "200"}
     env["PASSWORD"] = (tmp_path / "condor" / "password_file").read_text()
     return env
 
 
-def clients(region="us-east-1"):
-    return {name: boto3.client(name, region_name=region) for name in ("cloudformation", "autoscaling", "ec2", "s3", "events", "iam")}
+def clean(env):
+    return {k: v for k, v in env.items() if k != "PASSWORD"}
 
 
-def annex_state(project_id, region="us-east-1"):
-    """What the account holds for one annex."""
-    c = clients(region)
-    names = annex_names(project_id, "123456789012", region)
+def client(name, region="us-east-1"):
+    return boto3.client(name, region_name=region)
+
+
+def live_stacks(region="us-east-1"):
+    """Annex stacks in any state but DELETE_COMPLETE (ListStacks: moto lists deleted ones too)."""
+    pages = client("cloudformation", region).get_paginator("list_stacks").paginate()
+    return [s for p in pages for s in p["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE" and s["StackName"].startswith("htcondor-annex-")]
+
+
+def describe(project_id, region="us-east-1"):
     try:
-        stack = c["cloudformation"].describe_stacks(StackName=names.stack)["Stacks"][0]
-        stack = None if stack["StackStatus"] == "DELETE_COMPLETE" else stack
-    except c["cloudformation"].exceptions.ClientError:
-        stack = None
-    groups = [g for g in c["autoscaling"].describe_auto_scaling_groups()["AutoScalingGroups"] if g["AutoScalingGroupName"].startswith(names.stack + "-")]
-    running = [
-        i for r in c["ec2"].describe_instances(Filters=[{"Name": "tag:htcondor:AnnexName", "Values": [project_id]}])["Reservations"]
-        for i in r["Instances"] if i["State"]["Name"] in ("pending", "running")
-    ]
-    buckets = [b["Name"] for b in c["s3"].list_buckets()["Buckets"] if b["Name"] == names.bucket]
-    rules = [r for r in c["events"].list_rules()["Rules"] if r["Name"].startswith(names.stack)]
-    return {"names": names, "stack": stack, "groups": groups, "running": running, "bucket": buckets, "rules": rules}
+        stack = client("cloudformation", region).describe_stacks(StackName=stack_name(project_id))["Stacks"][0]
+    except ClientError:
+        return None
+    return None if stack["StackStatus"] == "DELETE_COMPLETE" else stack
 
 
-def assert_nothing_left(project_id, region="us-east-1"):
-    state = annex_state(project_id, region)
-    assert state["stack"] is None
-    assert state["groups"] == [] and state["running"] == []
-    assert state["bucket"] == [], "the bucket must really be gone (moto keeps non-empty buckets silently)"
-    assert state["rules"] == []
+def outputs(stack):
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def parameters(stack):
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+
+
+def groups_of(project_id, region="us-east-1"):
+    prefix = stack_name(project_id) + "-"
+    found = client("autoscaling", region).describe_auto_scaling_groups()["AutoScalingGroups"]
+    return [g for g in found if g["AutoScalingGroupName"].startswith(prefix)]
+
+
+def running(project_id, region="us-east-1"):
+    filters = [{"Name": "tag:htcondor:AnnexName", "Values": [project_id]}, {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    return [i for r in client("ec2", region).describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
+
+
+def objects(bucket, region="us-east-1"):
+    s3 = client("s3", region)
+    return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+def account_holds(region="us-east-1") -> dict:
+    """Everything an annex makes, in one region (buckets: those located there)."""
+    s3 = client("s3", region)
+    buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("htcondor-annex-")
+               and (s3.get_bucket_location(Bucket=b["Name"]).get("LocationConstraint") or "us-east-1") == region]
+    instances = [i["InstanceId"] for r in client("ec2", region).describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"] for i in r["Instances"]]
+    return {
+        "stacks": [s["StackName"] for s in live_stacks(region)],
+        "groups": [g["AutoScalingGroupName"] for g in client("autoscaling", region).describe_auto_scaling_groups()["AutoScalingGroups"]],
+        "instances": instances,
+        "buckets": buckets,
+        "roles": [r["Arn"] for r in client("iam", region).list_roles(PathPrefix="/htcondor-annex/")["Roles"]] if region == "us-east-1" else [],
+        "functions": [f["FunctionName"] for f in client("lambda", region).list_functions()["Functions"]],
+        "rules": [r["Name"] for r in client("events", region).list_rules()["Rules"]],
+        "launch_templates": [t["LaunchTemplateName"] for t in client("ec2", region).describe_launch_templates()["LaunchTemplates"]
+                             if not t["LaunchTemplateName"].startswith("HTCondorAnnex-")],
+    }
+
+
+NOTHING = {"stacks": [], "groups": [], "instances": [], "buckets": [], "roles": [], "functions": [], "rules": [], "launch_templates": []}
 
 
 def no_secret(env, *texts):
+    assert env["PASSWORD"].strip()
     for text in texts:
-        assert env["PASSWORD"] not in text
+        assert env["PASSWORD"].strip() not in text
 
 
-@pytest.mark.parametrize("region", ["us-east-1", "us-west-2"])
-def test_seed_command_line_creates_16_instances_split_over_the_references(account, region):
-    env = {**account, "AWS_DEFAULT_REGION": region}
-    prepare_account(region) if region != "us-east-1" else None
-    expiry = future()
-    done = run_cli(env, "--project-id", SEED_ID, "--expiry", expiry, "--instances", "16", "--yes")
-    assert done.returncode == 0, done.stderr
+# --- 1. the seed's command line, the whole lifecycle -------------------------------------------------------
+
+
+def test_seed_command_line_create_status_extend_delete(account):
+    expiry = future(2)
+    done = ok(account, "--project-id", SEED_ID, "--expiry", expiry, "--instances", "16", "--yes")
     assert "The most this can cost" in done.stderr and "16 of 16 instances launched" in done.stderr
-    state = annex_state(SEED_ID, region)
-    assert state["stack"]["StackStatus"] == "CREATE_COMPLETE"
-    assert sorted(g["DesiredCapacity"] for g in state["groups"]) == [5, 5, 6]
-    assert len(state["running"]) == 16
-    when = datetime.strptime(expiry, "%Y-%m-%d %H:%M").astimezone().astimezone(timezone.utc)
-    assert state["rules"][0]["ScheduleExpression"] == expiry_cron(when)
-    s3 = clients(region)["s3"]
-    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=state["names"].bucket)["Contents"]}
-    assert {"annex/condor_config", "annex/pool_password", "annex/expiry"} <= keys
-    stored = s3.get_object(Bucket=state["names"].bucket, Key="annex/pool_password")["Body"].read().decode()
-    assert stored == env["PASSWORD"]
-    # the secret is in the bucket object only: not in the template, parameters, user data or output
-    cfn = clients(region)["cloudformation"]
-    template = json.dumps(cfn.get_template(StackName=state["names"].stack)["TemplateBody"])
-    params = json.dumps(state["stack"]["Parameters"])
-    lt_ids = [g["LaunchTemplate"]["LaunchTemplateId"] for g in state["groups"]]
-    ec2 = clients(region)["ec2"]
+    stack = describe(SEED_ID)
+    # two stack operations: created with no instances, then updated to ask for them
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert [parameters(stack)[f"Count{i}"] for i in (1, 2, 3)] == ["6", "5", "5"]
+    groups = sorted(groups_of(SEED_ID), key=lambda g: g["AutoScalingGroupName"])
+    assert [g["DesiredCapacity"] for g in groups] == [6, 5, 5]
+    assert [len(g["Instances"]) for g in groups] == [6, 5, 5]
+    assert len(running(SEED_ID)) == 16
+    when = utc_of(expiry)
+    rule = client("events").describe_rule(Name=stack["StackName"] + "-lease")
+    assert rule["ScheduleExpression"] == expiry_cron(when)
+    tags = {t["Key"]: t["Value"] for t in stack["Tags"]}
+    assert tags["htcondor:AnnexName"] == SEED_ID and tags["htcondor:AnnexInstances"] == "16"
+    bucket = outputs(stack)["BucketName"]
+    held = objects(bucket)
+    assert {"annex/condor_config", "annex/pool_password", "annex/expiry"} <= set(held)
+    assert held["annex/expiry"].decode() == when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert account["PASSWORD"].strip().encode() in held["annex/pool_password"]
+    # the secret is in that one object only: not in the template, parameters, outputs, user data or output
+    ec2 = client("ec2")
     user_data = [
-        base64.b64decode(ec2.describe_launch_template_versions(LaunchTemplateId=i)["LaunchTemplateVersions"][0]["LaunchTemplateData"]["UserData"]).decode()
-        for i in lt_ids
+        base64.b64decode(v["LaunchTemplateData"].get("UserData", "")).decode()
+        for g in groups
+        for v in ec2.describe_launch_template_versions(LaunchTemplateId=g["LaunchTemplate"]["LaunchTemplateId"])["LaunchTemplateVersions"]
     ]
-    no_secret(env, template, params, *user_data, done.stdout, done.stderr)
+    template = json.dumps(client("cloudformation").get_template(StackName=stack["StackId"])["TemplateBody"])
+    no_secret(account, template, json.dumps(stack, default=str), *user_data, done.stdout, done.stderr)
+
+    shown = ok(account, "status")
+    assert SEED_ID in shown.stdout and "16/16" in shown.stdout and "running" in shown.stdout
+
+    later = future(3)
+    ids = sorted(i["InstanceId"] for i in running(SEED_ID))
+    extended = ok(account, "extend", "--project-id", SEED_ID, "--expiry", later, "--yes")
+    after = describe(SEED_ID)
+    new = utc_of(later).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert parameters(after)["Expiry"] == new and {t["Key"]: t["Value"] for t in after["Tags"]}["htcondor:AnnexExpiry"] == new
+    assert parameters(after)["Count1"] == "6", "extending keeps the counts"
+    assert client("events").describe_rule(Name=stack["StackName"] + "-lease")["ScheduleExpression"] == expiry_cron(utc_of(later))
+    assert objects(bucket)["annex/expiry"].decode() == new
+    assert sorted(i["InstanceId"] for i in running(SEED_ID)) == ids, "extending must not replace instances"
+
+    status = ok(account, "status", "--output", "json")
+    (record,) = json.loads(status.stdout)
+    assert record["project_id"] == SEED_ID and record["expiry_utc"] == new and record["instances"] == {"InService": 16}
+    assert record["wanted"] == 16 and record["desired"] == 16 and record["state"] == "running" and record["region"] == "us-east-1"
+
+    gone = ok(account, "delete", "--project-id", SEED_ID, "--yes")
+    assert account_holds() == NOTHING
+    assert client("cloudformation").describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
+    again = ok(account, "delete", "--project-id", SEED_ID, "--yes")
+    assert "nothing to delete" in again.stderr
+    no_secret(account, shown.stdout, shown.stderr, extended.stderr, status.stdout, gone.stderr, again.stderr)
 
 
-@pytest.mark.parametrize(
-    "project_id",
-    ["My Lab_2024.v1 (test)", "lowercase-already", "A Very Long Project Name " * 3 + "With Uppercase_Underscores.And.Dots"],
-)
-def test_any_project_id_a_person_types(account, project_id):
-    assert len(project_id) > 70 or project_id
-    done = run_cli(account, "--project-id", project_id, "--expiry", future(), "--instances", "3", "--yes")
-    assert done.returncode == 0, done.stderr
-    state = annex_state(project_id)
-    tags = {t["Key"]: t["Value"] for t in state["stack"]["Tags"]}
-    assert tags["htcondor:AnnexName"] == project_id
-    assert len(state["running"]) == 3
-    status = json.loads(run_cli(account, "status", "--output", "json").stdout)
-    assert [a["project_id"] for a in status] == [project_id]
+# --- 2. any project id a person types ---------------------------------------------------------------------
+
+LONG_ID = "The Very Long Project Name Of The Needs-Moore Laboratory, Department Of Physics (2024–2026 grant)"
 
 
-def test_status_extend_and_delete(account):
-    assert run_cli(account, "--project-id", SEED_ID, "--expiry", future(2), "--instances", "4", "--yes").returncode == 0
-    before = annex_state(SEED_ID)
-    ids = sorted(i["InstanceId"] for i in before["running"])
-
-    status = run_cli(account, "status", "--project-id", SEED_ID, "--output", "json")
-    (annex,) = json.loads(status.stdout)
-    assert annex["instances"] == {"InService": 4} and annex["stack_status"] == "CREATE_COMPLETE"
-    assert annex["time_left"].startswith(("1d", "2d"))
-
-    later = future(4)
-    done = run_cli(account, "extend", "--project-id", SEED_ID, "--expiry", later, "--yes")
-    assert done.returncode == 0, done.stderr
-    when = datetime.strptime(later, "%Y-%m-%d %H:%M").astimezone().astimezone(timezone.utc)
-    after = annex_state(SEED_ID)
-    assert after["rules"][0]["ScheduleExpression"] == expiry_cron(when)
-    # The scheduled actions take their StartTime from the Expiry parameter (tests/test_template.py); moto
-    # 5.2.5 does not apply stack updates to AWS::AutoScaling::ScheduledAction, so check the parameter here.
-    params = {p["ParameterKey"]: p["ParameterValue"] for p in after["stack"]["Parameters"]}
-    assert params["Expiry"] == when.strftime("%Y-%m-%dT%H:%M:%SZ")
-    tags = {t["Key"]: t["Value"] for t in after["stack"]["Tags"]}
-    assert tags["htcondor:AnnexExpiry"] == params["Expiry"]
-    assert sorted(i["InstanceId"] for i in after["running"]) == ids, "extending must not replace instances"
-    expiry_object = clients()["s3"].get_object(Bucket=after["names"].bucket, Key="annex/expiry")["Body"].read().decode()
-    assert expiry_object == when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    done = run_cli(account, "delete", "--project-id", SEED_ID, "--yes")
-    assert done.returncode == 0, done.stderr
-    assert_nothing_left(SEED_ID)
-    again = run_cli(account, "delete", "--project-id", SEED_ID, "--yes")
-    assert again.returncode == 0 and "nothing to delete" in again.stderr
+@pytest.mark.parametrize("project_id", ["My Lab_2024.v1 (test run)", "Müller-Lab Ærø 研究室", LONG_ID], ids=["spaces", "unicode", "long"])
+def test_any_project_id_a_person_types_round_trips_through_status(account, project_id):
+    assert len(LONG_ID) > 80
+    ok(account, "--project-id", project_id, "--expiry", future(), "--instances", "3", "--yes")
+    stack = describe(project_id)
+    assert {t["Key"]: t["Value"] for t in stack["Tags"]}["htcondor:AnnexName"] == project_id
+    assert parameters(stack)["ProjectId"] == project_id
+    assert len(running(project_id)) == 3
+    listed = json.loads(ok(account, "status", "--output", "json").stdout)
+    assert [a["project_id"] for a in listed] == [project_id]
+    one = json.loads(ok(account, "status", "--project-id", project_id, "--output", "json").stdout)
+    assert [a["project_id"] for a in one] == [project_id]
+    table = ok(account, "status").stdout
+    assert project_id in table, "the table never cuts the id"
+    ok(account, "delete", "--project-id", project_id, "--yes")
+    assert describe(project_id) is None
 
 
-def test_delete_touches_nothing_outside_the_annex(account):
-    assert run_cli(account, "--project-id", "one", "--expiry", future(), "--instances", "2", "--yes").returncode == 0
-    assert run_cli(account, "--project-id", "two", "--expiry", future(), "--instances", "2", "--yes").returncode == 0
-    assert run_cli(account, "delete", "--project-id", "one", "--yes").returncode == 0
-    assert_nothing_left("one")
-    two = annex_state("two")
-    assert two["stack"]["StackStatus"] == "CREATE_COMPLETE" and len(two["running"]) == 2 and two["bucket"]
+# --- 3. the region ---------------------------------------------------------------------------------------
 
 
-def bad(env, *args):
-    done = run_cli(env, *args, timeout=60)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    return done, lines
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_region_option_before_or_after_the_command_acts_there_only(aws_env, tmp_path, relay, where):
+    prepare_account(EU)  # us-east-1 stays empty: a command that looked there would fail
+    env = {**aws_env, "CONDOR_CONFIG": str(write_pool(tmp_path / "condor")), "AWS_ENDPOINT_URL": relay.url}
+    region = ["--region", EU]
+    command = ["--project-id", SEED_ID, "--duration", "1d", "--instances", "2", "--yes"]
+    done = ok(env, *(region + ["create"] + command if where == "before" else ["create"] + command + region))
+    assert f"in {EU}" in done.stderr
+    for hint in ("Watch it:", "End it early:"):
+        (line,) = [ln for ln in done.stderr.splitlines() if hint in ln]
+        assert line.endswith(f"--region {EU}"), line
+    assert describe(SEED_ID, EU)["StackStatus"] == "UPDATE_COMPLETE" and len(running(SEED_ID, EU)) == 2
+    status = json.loads(ok(env, *(region + ["status", "--output", "json"] if where == "before" else ["status", "--output", "json"] + region)).stdout)
+    assert [(a["project_id"], a["region"]) for a in status] == [(SEED_ID, EU)]
+    extend = ["extend", "--project-id", SEED_ID, "--duration", "2d", "--yes"]
+    ok(env, *(region + extend if where == "before" else extend + region))
+    delete = ["delete", "--project-id", SEED_ID, "--yes"]
+    ok(env, *(region + delete if where == "before" else delete + region))
+    assert account_holds(EU) == NOTHING and account_holds("us-east-1") == NOTHING
+    regions = {(r, s) for r, s, _, _ in relay.log}
+    assert regions and {r for r, _ in regions} == {EU}, sorted(regions)
 
 
-@pytest.mark.parametrize(
-    "args, says",
-    [
-        (["--expiry", "2015-12-18 23:59"], "--expiry"),
-        (["--expiry", "next tuesday"], "--expiry"),
-        (["--instances", "0"], "--instances"),
-        (["--instances", "-4"], "--instances"),
-        (["--instances", "lots"], "--instances"),
-        (["--project-id", ""], "--project-id"),
-        (["--region", "mars-north-1"], "--region"),
-    ],
-)
-def test_bad_input_is_one_line_nonzero_and_creates_nothing(account, args, says):
-    base = {"--project-id": SEED_ID, "--expiry": future(), "--instances": "16"}
-    base.update(dict(zip(args[::2], args[1::2])))
-    done, lines = bad(account, *[x for kv in base.items() for x in kv], "--yes")
-    assert done.returncode != 0
-    assert len(lines) == 1 and says in lines[0] and "Traceback" not in done.stderr, done.stderr
-    assert done.seconds < 15
-    assert_nothing_left(SEED_ID)
+def test_aws_region_alone_selects_the_region(aws_env, tmp_path, relay):
+    prepare_account(EU)
+    env = {k: v for k, v in aws_env.items() if k != "AWS_DEFAULT_REGION"}
+    env |= {"AWS_REGION": EU, "CONDOR_CONFIG": str(write_pool(tmp_path / "condor")), "AWS_ENDPOINT_URL": relay.url}
+    done = ok(env, "--project-id", SEED_ID, "--duration", "1d", "--instances", "2", "--yes")
+    assert f"Annex {SEED_ID!r} is up in {EU}" in done.stderr and f"--region {EU}" in done.stderr
+    assert describe(SEED_ID, EU) is not None and describe(SEED_ID) is None
+    assert {r for r, _, _, _ in relay.log} == {EU}
 
 
-def seed_args():
-    return ["--project-id", SEED_ID, "--expiry", future(), "--instances", "16", "--yes"]
+def test_status_all_regions_lists_the_annexes_of_both_regions(account, tmp_path):
+    prepare_account(EU)
+    ok(account, "--project-id", "East Lab", "--duration", "1d", "--instances", "1", "--yes")
+    ok(account, "--region", EU, "--project-id", "West Lab", "--duration", "1d", "--instances", "2", "--yes")
+    here = json.loads(ok(account, "status", "--output", "json").stdout)
+    assert [(a["project_id"], a["region"]) for a in here] == [("East Lab", "us-east-1")]
+    everywhere = json.loads(ok(account, "status", "--all-regions", "--output", "json").stdout)
+    assert sorted((a["project_id"], a["region"], a["running"] if "running" in a else sum(a["instances"].values())) for a in everywhere) == [
+        ("East Lab", "us-east-1", 1), ("West Lab", EU, 2)]
+    table = ok(account, "status", "--all-regions").stdout
+    assert "East Lab" in table and "West Lab" in table and EU in table
 
 
-def test_no_credentials(account, tmp_path):
-    env = {k: v for k, v in account.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
-    done, lines = bad(env, *seed_args())
-    assert done.returncode != 0 and len(lines) == 1 and "credentials" in lines[0], done.stderr
-    assert_nothing_left(SEED_ID)
+# --- 4. interrupts, for real --------------------------------------------------------------------------------
 
 
-def test_unreachable_endpoint(account):
-    from annex.sandbox import free_port
-
-    env = {**account, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
-    done, lines = bad(env, *seed_args())
-    assert done.returncode != 0 and len(lines) == 1 and "cannot reach AWS" in lines[0], done.stderr
-    assert done.seconds < 20
-
-
-def test_no_tagged_vpc(aws_env, tmp_path):
-    env = {**aws_env, "CONDOR_CONFIG": str(write_pool(tmp_path / "condor"))}
-    done, lines = bad(env, *seed_args())
-    assert done.returncode != 0 and len(lines) == 1 and "no VPC tagged Name=HTCondorAnnex" in lines[0], done.stderr
-    assert "condor_annex setup" in lines[0]
-    assert_nothing_left(SEED_ID)
+def wait_for(condition, what, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_missing_condor_config_and_password_file(account, tmp_path):
-    done, lines = bad({**account, "CONDOR_CONFIG": str(tmp_path / "nowhere")}, *seed_args())
-    assert done.returncode != 0 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    os.remove(Path(account["CONDOR_CONFIG"]).with_name("password_file"))
-    done, lines = bad(account, *seed_args())
-    assert done.returncode != 0 and len(lines) == 1 and "password" in lines[0].lower(), done.stderr
-    assert_nothing_left(SEED_ID)
+def interrupt(env, relay, args, after_action, what):
+    """Start the CLI, and once it has sent `after_action` and then polled DescribeStacks (it is waiting),
+    send SIGINT as Ctrl-C does. Returns the finished process's (returncode, stdout, stderr)."""
+    proc = subprocess.Popen([CLI, *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def waiting():
+            acts = relay.actions("cloudformation")
+            return after_action in acts and "DescribeStacks" in acts[acts.index(after_action):]
+
+        wait_for(lambda: waiting() or proc.poll() is not None, what)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.3)  # a poll or two later: the CLI is in its wait
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err
 
 
-def test_an_annex_that_already_exists(account):
-    assert run_cli(account, *seed_args()).returncode == 0
-    done, lines = bad(account, *seed_args())
-    assert done.returncode != 0 and len(lines) == 1 and "already exists" in lines[0], done.stderr
-    assert len(annex_state(SEED_ID)["running"]) == 16
+def test_interrupted_create_says_what_exists_status_shows_it_and_the_same_command_finishes_it(account, relay):
+    env = {**clean(account), "AWS_ENDPOINT_URL": relay.url}
+    args = ["--project-id", SEED_ID, "--expiry", future(), "--instances", "16", "--yes"]
+    relay.rewrites.append(("DescribeStacks", "<StackStatus>CREATE_COMPLETE<", "<StackStatus>CREATE_IN_PROGRESS<"))
+    code, out, err = interrupt(env, relay, args, "CreateStack", "the create to wait for its stack")
+    relay.rewrites.clear()
+    lines = [ln for ln in err.splitlines() if ln.startswith("condor_annex:")]
+    assert code == 130, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    name = stack_name(SEED_ID)
+    assert f"stack {name} goes on being created in us-east-1, with no instances yet" in lines[0]
+    assert "run the same command again to finish it" in lines[0] and "--region us-east-1" in lines[0]
+    # truthful: the stack exists and asks for no instances; nothing runs; the bucket holds nothing yet
+    stack = describe(SEED_ID)
+    assert stack is not None and [parameters(stack)[f"Count{i}"] for i in (1, 2, 3)] == ["0", "0", "0"]
+    assert running(SEED_ID) == [] and objects(outputs(stack)["BucketName"]) == {}
+
+    status = json.loads(ok(env, "status", "--output", "json").stdout)
+    assert [(a["project_id"], a["state"], a["wanted"]) for a in status] == [(SEED_ID, "incomplete", 16)]
+    assert "run the create command again" in status[0]["fix"] and "condor_annex delete" in status[0]["fix"]
+    table = ok(env, "status")
+    assert "incomplete" in table.stdout and "run the create command again" in table.stderr
+
+    finished = ok(env, *args)
+    assert "finish creating" in finished.stderr and "16 of 16 instances launched" in finished.stderr
+    stack = describe(SEED_ID)
+    assert stack["StackStatus"] == "UPDATE_COMPLETE" and len(running(SEED_ID)) == 16
+    assert {"annex/condor_config", "annex/pool_password", "annex/expiry"} <= set(objects(outputs(stack)["BucketName"]))
+    assert relay.actions("cloudformation").count("CreateStack") == 1, "the second run finishes the same stack"
+    no_secret(account, out, err, finished.stdout, finished.stderr)
 
 
-def test_extend_and_delete_of_an_unknown_project(account):
-    done, lines = bad(account, "extend", "--project-id", "nobody", "--expiry", future(), "--yes")
-    assert done.returncode != 0 and len(lines) == 1 and "no annex" in lines[0], done.stderr
-    done = run_cli(account, "delete", "--project-id", "nobody", "--yes")
-    assert done.returncode == 0 and "nothing to delete" in done.stderr
+def test_interrupted_delete_says_so_and_delete_again_finishes(account, relay):
+    env = {**clean(account), "AWS_ENDPOINT_URL": relay.url}
+    ok(env, "--project-id", SEED_ID, "--expiry", future(), "--instances", "4", "--yes")
+    stack_id = describe(SEED_ID)["StackId"]
+    relay.rewrites.append(("DescribeStacks", "<StackStatus>DELETE_COMPLETE<", "<StackStatus>DELETE_IN_PROGRESS<"))
+    code, out, err = interrupt(env, relay, ["delete", "--project-id", SEED_ID, "--yes"], "DeleteStack", "the delete to wait")
+    relay.rewrites.clear()
+    lines = [ln for ln in err.splitlines() if ln.startswith("condor_annex:")]
+    assert code == 130 and len(lines) == 1 and "Traceback" not in err, err
+    assert "stopped waiting; the deletion goes on in AWS; run the same delete again" in lines[0] and "--region us-east-1" in lines[0]
+    again = ok(env, "delete", "--project-id", SEED_ID, "--yes")
+    assert "nothing to delete" in again.stderr or "is gone" in again.stderr
+    assert account_holds() == NOTHING
+    assert client("cloudformation").describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
 
 
-def test_annex_deploy_is_the_create_command(account):
-    deploy = str(Path(sys.executable).with_name("annex-deploy"))
-    done = subprocess.run([deploy, *seed_args()], env=account, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert len(annex_state(SEED_ID)["running"]) == 16
+# --- 6. status never lists a deleted stack -------------------------------------------------------------------
+
+
+def test_status_never_lists_a_delete_complete_stack(account, relay):
+    env = {**clean(account), "AWS_ENDPOINT_URL": relay.url}
+    ok(env, "--project-id", "Gone Lab", "--duration", "1d", "--instances", "1", "--yes")
+    ok(env, "--project-id", "Kept Lab", "--duration", "1d", "--instances", "1", "--yes")
+    ok(env, "delete", "--project-id", "Gone Lab", "--yes")
+    # moto, like CloudFormation, still lists the deleted stack to a ListStacks without a filter
+    listed = client("cloudformation").list_stacks()["StackSummaries"]
+    assert ("DELETE_COMPLETE", stack_name("Gone Lab")) in {(s["StackStatus"], s["StackName"]) for s in listed}
+    before = len(relay.log)
+    shown = json.loads(ok(env, "status", "--output", "json").stdout)
+    assert [a["project_id"] for a in shown] == ["Kept Lab"]
+    asked = [body for _, service, action, body in relay.log[before:] if action == "ListStacks"]
+    assert asked, "status lists the stacks with ListStacks"
+    for body in asked:
+        filters = set(re.findall(r"StackStatusFilter\.member\.\d+=([A-Z_]+)", body))
+        assert "CREATE_COMPLETE" in filters and "UPDATE_COMPLETE" in filters and "DELETE_COMPLETE" not in filters, body
+    ok(env, "delete", "--project-id", "Kept Lab", "--yes")
+    assert ok(env, "status").stdout.strip() == "No annexes in us-east-1."
+    assert json.loads(ok(env, "status", "--output", "json").stdout) == []
+    missing = run_cli(env, "status", "--project-id", "Gone Lab")
+    assert missing.returncode != 0 and "no annex for project 'Gone Lab'" in missing.stderr

@@ -74,15 +74,14 @@ class SetupSettings:
 
     def limits(self) -> dict:
         """The JSON condor_annex reads from /htcondor-annex/limits (annex/cost.py)."""
-        return {"max_instances": self.max_instances, "max_lease_hours": self.max_lease_hours, "max_ceiling_usd": self.max_ceiling_usd, "projects": {}}
+        return {"max_instances": int(self.max_instances), "max_lease_hours": float(self.max_lease_hours), "max_ceiling_usd": float(self.max_ceiling_usd), "projects": {}}
 
     def published(self) -> Published:
         return Published(self.instance_types, self.spot_price, self.ami, self.max_instances)
 
     def describe(self) -> dict:
         """What the set-up stack records of its settings (its `Settings` output), to re-render from."""
-        return {"instance_types": list(self.instance_types), "ami": self.ami, "spot_price": self.spot_price, "max_instances": self.max_instances,
-                "max_lease_hours": self.max_lease_hours, "max_ceiling_usd": self.max_ceiling_usd}
+        return {"instance_types": list(self.instance_types), "ami": self.ami, "spot_price": self.spot_price} | self.limits()
 
 
 def validate(settings: SetupSettings) -> None:
@@ -258,7 +257,7 @@ def add_sweep(t: Template, settings: SetupSettings, lease_role) -> None:
     function = add_function(
         t, "Sweep", SWEEP_FUNCTION, "index.sweep", function_code("lease"), GetAtt(lease_role, "Arn"),
         "condor_annex account-level lease: ends annexes past their expiry or older than the longest lease",
-        Environment=awslambda.Environment(Variables={"ANNEX_REGION": Ref("AWS::Region"), "MAX_LEASE_HOURS": f"{settings.max_lease_hours:g}"}),
+        Environment=awslambda.Environment(Variables={"ANNEX_REGION": Ref("AWS::Region"), "MAX_LEASE_HOURS": f"{float(settings.max_lease_hours):g}"}),
     )
     rule = t.add_resource(events.Rule(
         "SweepRule", Name=SWEEP_FUNCTION, Description=f"condor_annex account-level lease: every {SWEEP_MINUTES} minutes",
