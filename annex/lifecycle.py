@@ -151,7 +151,7 @@ def plan_create(request: CreateRequest, *, aws: Aws | None = None, now: datetime
     aws = aws or session(request.region, request.profile)
     project_id = project_of(aws, request.project_id)
     pool = condor.read_pool(request.condor_config)
-    credential = condor.read_credential(pool, request.token_file, expiry=expiry)
+    credential = read_credential(pool, request.token_file, expiry)
     condor.check_pool(pool, credential)
     caller = aws.caller()
     setup, network, references = account_references(aws)
@@ -174,6 +174,16 @@ def plan_create(request: CreateRequest, *, aws: Aws | None = None, now: datetime
         role_arn=role_arn, parameters=parameters, tags=tags, network=network, setup=setup, existing=existing, budget=budget,
         warnings=warnings, objects=objects, aws=aws,
     )
+
+
+def read_credential(pool: condor.Pool, token_file: str | None, expiry: datetime):
+    """The instances' credential; a --token-file that cannot serve is bad input, named as such."""
+    try:
+        return condor.read_credential(pool, token_file, expiry=expiry)
+    except PoolError as error:
+        if token_file:
+            raise ConfigError("token-file", str(error)) from None
+        raise
 
 
 def account_references(aws: Aws):
@@ -249,7 +259,8 @@ def published_key_for(setup: SetupView, references: int) -> str | None:
 def stack_parameters(config: AnnexConfig, network: Network | None, collector_port: int, caller: Caller, template) -> dict:
     """The stack's parameters: everything per annex that `template` leaves open (a published template
     fixes the network, the AMIs and, on-demand, the spot prices)."""
-    params = {"ProjectId": config.project_id, "OwnerArn": caller.arn, "Expiry": iso_utc(config.expiry),
+    arn = caller.arn.split(":", 5)  # arn:partition:service::account:name
+    params = {"ProjectId": config.project_id, "OwnerService": arn[2], "OwnerName": arn[5], "Expiry": iso_utc(config.expiry),
               "ExpiryCron": expiry_cron(config.expiry), "CollectorPort": collector_port}
     if network is not None:
         params |= {"VpcId": network.vpc_id, "SubnetIds": ",".join(network.subnet_ids), "KeyName": network.key_name}
@@ -350,7 +361,7 @@ def failed_create(aws: Aws, stack_id: str, plan: CreatePlan) -> str:
     """What went wrong, and truthfully what is left: CloudFormation rolls a failed create back, but the
     rollback can fail too."""
     reason = aws.first_failure(stack_id)
-    final = aws.wait(stack_id, lambda s: not s.endswith("_IN_PROGRESS"))
+    final = aws.wait(stack_id, lambda s: not s.endswith("_IN_PROGRESS") and s != "CREATE_FAILED")  # the rollback's end
     if final.status == "DELETE_COMPLETE":
         return f"creating the annex failed: {reason}; it was rolled back and nothing was left behind"
     left = aws.remaining_resources(stack_id)
@@ -458,7 +469,7 @@ def plan_extend(request: ExtendRequest, *, aws: Aws | None = None, now: datetime
 def fresh_token(request: ExtendRequest, expiry: datetime) -> dict:
     """A token annex extended past its token's life needs a new token, limited as before."""
     pool = condor.read_pool(request.condor_config)
-    credential = condor.read_credential(pool, request.token_file, expiry=expiry)
+    credential = read_credential(pool, request.token_file, expiry)
     if credential is None or credential.kind != condor.IDTOKENS:
         raise PoolError("this annex joins with an IDTOKEN that ends with its old lease: give a new one with --token-file")
     return {condor.CREDENTIAL_KEYS[condor.IDTOKENS]: credential.secret()}

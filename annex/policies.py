@@ -240,7 +240,8 @@ def kind_statement(sid: str, kind: str, actions, scope: Scope) -> Statement:
     if kind in ("launch-template", "security-group"):
         made = sorted(x for x in actions if x.split(":")[1].startswith("Create"))
         changed = sorted(set(actions) - set(made))
-        return [allow(name + "Create", made, scope.arns(kind)) if made else None,
+        where = scope.arns(kind) + (scope.arns("vpc", context=True) if kind == "security-group" else [])  # a group is made in a VPC
+        return [allow(name + "Create", made, where) if made else None,
                 allow(name + "Tagged", changed, scope.arns(kind), {"StringLike": scope.tagged}) if changed else None]
     return allow(name, sorted(actions), scope.arns(kind))
 
@@ -250,13 +251,9 @@ def special_statements(resource_types, handlers, scope: Scope, sid: str, instanc
     needed = set(permissions.needed(resource_types, handlers, NAMESPACES))
     found = []
     if "ec2:RunInstances" in needed:  # an AutoScaling group checks that its creator could launch its template
-        kinds = ("image", "key-pair", "launch-template", "network-interface", "security-group", "subnet", "volume")
-        others = [r for k in kinds for r in scope.arns(k, context=True)]
-        found.append(allow(sid + "LaunchCheck", ["ec2:RunInstances"], others))
-        condition = {"StringEquals": {"ec2:InstanceType": list(instance_types)}} if instance_types else None
-        found.append(allow(sid + "LaunchCheckInstances", ["ec2:RunInstances"], scope.arns("instance", context=True), condition))
-    if "ec2:CreateSecurityGroup" in needed:  # a security group is made in a VPC
-        found.append(allow(sid + "SecurityGroupInVpc", ["ec2:CreateSecurityGroup"], scope.arns("vpc", context=True)))
+        kinds = ("image", "instance", "key-pair", "launch-template", "network-interface", "security-group", "subnet", "volume")
+        condition = {"StringEqualsIfExists": {"ec2:InstanceType": list(instance_types)}} if instance_types else None  # the instance's
+        found.append(allow(sid + "LaunchCheck", ["ec2:RunInstances"], [r for k in kinds for r in scope.arns(k, context=True)], condition))
     if "ec2:CreateTags" in needed:  # tags given when an annex object is made
         creates = ["CreateLaunchTemplate", "CreateLaunchTemplateVersion", "CreateSecurityGroup", "RunInstances"]
         where = [r for k in ("launch-template", "security-group", "instance", "volume") for r in scope.arns(k, context=True)]
@@ -357,7 +354,7 @@ def service_role_policy(resource_types, boundary_arn, lease_role_arn, instance_t
         allow("PassInstanceRoles", ["iam:PassRole"], roles, {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
         allow("PassTheLeaseRole", ["iam:PassRole"], [lease_role_arn], {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
         deny("RolesOnlyWithTheBoundary", ["iam:CreateRole", "iam:PutRolePermissionsBoundary"], roles,
-             {"StringNotEquals": {"iam:PermissionsBoundary": boundary_arn}}),
+             {"ArnNotEquals": {"iam:PermissionsBoundary": boundary_arn}}),
         deny("NeverWritePolicies", ROLE_ESCALATIONS, ["*"]),
         deny("NeverReadInstancePasswords", ["ec2:GetPasswordData"], ["*"]),  # AWS's AutoScaling schema asks for ec2:Get*
         deny("NeverTheSetUp", [*STACK_WRITES, "s3:*"], [setup_stack_arn(), *templates_bucket_arns()]),
@@ -398,11 +395,11 @@ def user_policy(service_role_arn, template_urls, probe_function_arn) -> PolicyDo
     writes = ["cloudformation:CreateStack", "cloudformation:UpdateStack", "cloudformation:CreateChangeSet"]
     return document(
         allow("CreateFromPublishedTemplates", ["cloudformation:CreateStack"], [stacks], {
-            "StringEquals": {"cloudformation:TemplateUrl": list(template_urls), "cloudformation:RoleArn": service_role_arn,
-                             f"aws:RequestTag/{TAG_OWNER}": me}}),
+            "StringEquals": {"cloudformation:TemplateUrl": list(template_urls), f"aws:RequestTag/{TAG_OWNER}": me},
+            "ArnEquals": {"cloudformation:RoleArn": service_role_arn}}),
         allow("UpdateOwnFromPublishedTemplates", ["cloudformation:UpdateStack"], [stacks], {
-            "StringEquals": {"cloudformation:TemplateUrl": list(template_urls), "cloudformation:RoleArn": service_role_arn,
-                             f"aws:ResourceTag/{TAG_OWNER}": me, f"aws:RequestTag/{TAG_OWNER}": me}}),
+            "StringEquals": {"cloudformation:TemplateUrl": list(template_urls), f"aws:ResourceTag/{TAG_OWNER}": me, f"aws:RequestTag/{TAG_OWNER}": me},
+            "ArnEquals": {"cloudformation:RoleArn": service_role_arn}}),
         allow("DeleteOwn", ["cloudformation:DeleteStack"], [stacks], {"StringEquals": {f"aws:ResourceTag/{TAG_OWNER}": me}}),
         allow("ReadAnnexStacks", ["cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources"], [stacks]),
         allow("PassTheServiceRole", ["iam:PassRole"], [service_role_arn], {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}),
@@ -414,7 +411,7 @@ def user_policy(service_role_arn, template_urls, probe_function_arn) -> PolicyDo
                            "ec2:DescribeRegions", "pricing:GetProducts", "sts:GetCallerIdentity"], ["*"]),  # AWS cannot scope these
         deny("OnlyPublishedTemplates", writes, ["*"], {"StringNotEquals": {"cloudformation:TemplateUrl": list(template_urls)}}),
         deny("NoInlineTemplates", writes, ["*"], {"Null": {"cloudformation:TemplateUrl": "true"}}),
-        deny("OnlyTheServiceRole", writes, ["*"], {"StringNotEquals": {"cloudformation:RoleArn": service_role_arn}}),
+        deny("OnlyTheServiceRole", writes, ["*"], {"ArnNotEquals": {"cloudformation:RoleArn": service_role_arn}}),
         deny("OnlyOwnAnnexes", ["cloudformation:UpdateStack", "cloudformation:DeleteStack", "cloudformation:CreateChangeSet",
                                 "cloudformation:ExecuteChangeSet", "cloudformation:CancelUpdateStack", "cloudformation:ContinueUpdateRollback"],
              [stacks], {"StringNotEquals": {f"aws:ResourceTag/{TAG_OWNER}": me}}),

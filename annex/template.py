@@ -68,7 +68,9 @@ RESOURCE_TYPES = (
     "AWS::EC2::SecurityGroup", "AWS::Events::Rule", "AWS::IAM::InstanceProfile", "AWS::IAM::Role",
     "AWS::Lambda::Function", "AWS::Lambda::Permission", "AWS::Logs::LogGroup", "AWS::S3::Bucket", "AWS::S3::BucketPolicy",
 )
-OWNER_ARN_PATTERN = r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:.+$"  # a user, a role, an assumed role's session
+# The creator, in this stack's own account: "<service>" and "<name>" of their ARN (iam + user/alice, or sts +
+# assumed-role/Role/alice). No parameter can name another account's principal.
+OWNER_NAME_PATTERN = r"^(user|role|assumed-role|federated-user)/[\w+=,.@/-]{1,512}$"
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,8 @@ def add_parameters(t: Template, published: Published | None) -> dict:
     """Per-annex values; each reference's own come from `add_slot_parameters`."""
     p = {}
     p["ProjectId"] = t.add_parameter(Parameter("ProjectId", Type="String", MinLength=1, MaxLength=256, Description="The project id as the user typed it"))
-    p["OwnerArn"] = t.add_parameter(Parameter("OwnerArn", Type="String", AllowedPattern=OWNER_ARN_PATTERN, Description="Who created the annex: may write its bucket"))
+    p["OwnerService"] = t.add_parameter(Parameter("OwnerService", Type="String", AllowedValues=["iam", "sts"], Description="The creator's ARN's service"))
+    p["OwnerName"] = t.add_parameter(Parameter("OwnerName", Type="String", AllowedPattern=OWNER_NAME_PATTERN, Description="The creator in this account: may write the bucket"))
     p["Expiry"] = t.add_parameter(Parameter("Expiry", Type="String", AllowedPattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:00Z$", Description="When the lease ends, UTC, whole minute"))
     p["ExpiryCron"] = t.add_parameter(Parameter("ExpiryCron", Type="String", AllowedPattern=r"^cron\(\d+ \d+ \d+ \d+ \? \d{4}\)$", Description="The same instant as a one-shot EventBridge schedule"))
     p["CollectorPort"] = t.add_parameter(Parameter("CollectorPort", Type="Number", Default=DEFAULT_COLLECTOR_PORT, MinValue=1, MaxValue=65535, Description="The pool collector's port, the only HTCondor port the instances dial"))
@@ -359,7 +362,8 @@ def add_bucket(t: Template, p, permission, function) -> s3.Bucket:
 
 def add_bucket_policy(t: Template, p, bucket, instance_role) -> None:
     """Only TLS; the owner reads and writes the configuration; the instances read it and write leaving/."""
-    document = policies.annex_bucket_policy(Ref(bucket), Ref(p["OwnerArn"]), GetAtt(instance_role, "Arn"))
+    owner = Sub("arn:${AWS::Partition}:${OwnerService}::${AWS::AccountId}:${OwnerName}")
+    document = policies.annex_bucket_policy(Ref(bucket), owner, GetAtt(instance_role, "Arn"))
     t.add_resource(s3.BucketPolicy("ConfigBucketPolicy", Bucket=Ref(bucket), PolicyDocument=document))
 
 

@@ -441,7 +441,8 @@ def annex_template(references=3, published=None) -> dict:
 
 SAMPLES = {
     "ProjectId": "climate-2030",
-    "OwnerArn": "arn:aws:iam::123456789012:user/alice",
+    "OwnerService": "iam",
+    "OwnerName": "user/alice",
     "BucketName": "htcondor-annex-climate-2030",
     "Expiry": "2030-01-02T03:04:00Z",
     "ExpiryCron": "cron(4 3 2 1 ? 2030)",

@@ -190,7 +190,7 @@ def test_the_service_role_never_writes_a_policy_and_makes_roles_only_with_the_bo
         assert permissions.covers(denied_unconditionally(doc), action), action
     (boundary,) = [s for s in doc["Statement"] if s["Sid"] == "RolesOnlyWithTheBoundary"]
     assert boundary["Effect"] == "Deny" and set(boundary["Action"]) == {"iam:CreateRole", "iam:PutRolePermissionsBoundary"}
-    assert boundary["Condition"] == {"StringNotEquals": {"iam:PermissionsBoundary": {"Ref": "RoleBoundary"}}}
+    assert boundary["Condition"] == {"ArnNotEquals": {"iam:PermissionsBoundary": {"Ref": "RoleBoundary"}}}
     passes = {s["Sid"]: s for s in doc["Statement"] if s["Action"] == ["iam:PassRole"]}
     assert passes["PassInstanceRoles"]["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
     assert passes["PassTheLeaseRole"]["Resource"] == [{"Fn::GetAtt": ["LeaseRole", "Arn"]}]
@@ -220,7 +220,8 @@ def test_the_users_writes_are_bound_to_the_published_templates_the_service_role_
     s = {x["Sid"]: x for x in doc["Statement"]}
     for sid in ("CreateFromPublishedTemplates", "UpdateOwnFromPublishedTemplates"):
         condition = s[sid]["Condition"]["StringEquals"]
-        assert set(condition) >= {"cloudformation:TemplateUrl", "cloudformation:RoleArn", "aws:RequestTag/htcondor:AnnexOwner"}
+        assert set(condition) >= {"cloudformation:TemplateUrl", "aws:RequestTag/htcondor:AnnexOwner"}
+        assert s[sid]["Condition"]["ArnEquals"] == {"cloudformation:RoleArn": {"Fn::GetAtt": ["ServiceRole", "Arn"]}}
         assert condition["aws:RequestTag/htcondor:AnnexOwner"] == "${aws:userid}"
     assert s["NoInlineTemplates"]["Condition"] == {"Null": {"cloudformation:TemplateUrl": "true"}}
     assert s["OnlyOwnAnnexes"]["Effect"] == "Deny"

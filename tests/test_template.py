@@ -93,7 +93,8 @@ def test_bucket_is_private_encrypted_and_admits_only_tls_its_owner_and_its_insta
     assert statements["DenyInsecureTransport"]["Effect"] == "Deny" and statements["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     allows = [s for s in statements.values() if s["Effect"] == "Allow"]
     principals = {json.dumps(s["Principal"]) for s in allows}
-    assert principals == {json.dumps({"AWS": {"Ref": "OwnerArn"}}), json.dumps({"AWS": {"Fn::GetAtt": ["InstanceRole", "Arn"]}})}
+    owner = {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:${OwnerService}::${AWS::AccountId}:${OwnerName}"}}  # this account's only
+    assert principals == {json.dumps(owner), json.dumps({"AWS": {"Fn::GetAtt": ["InstanceRole", "Arn"]}})}
     instance = [s for s in allows if "InstanceRole" in json.dumps(s["Principal"])]
     assert {a for s in instance for a in s["Action"]} == {"s3:GetObject", "s3:PutObject"}
     put = [s for s in instance if s["Action"] == ["s3:PutObject"]][0]

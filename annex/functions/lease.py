@@ -22,6 +22,7 @@ import os
 import re
 import time
 from datetime import datetime, timezone
+from urllib.parse import unquote_plus
 
 import boto3
 from botocore.exceptions import ClientError
@@ -42,8 +43,14 @@ def log(action, **fields):
     print(json.dumps({"action": action, **fields}, sort_keys=True, default=str), flush=True)
 
 
+CLIENTS = {}
+
+
 def client(service):
-    return boto3.client(service, region_name=os.environ.get("ANNEX_REGION") or None)
+    """One client per service, kept while Lambda keeps the process (making one costs more than a call)."""
+    if service not in CLIENTS:
+        CLIENTS[service] = boto3.client(service, region_name=os.environ.get("ANNEX_REGION") or None)
+    return CLIENTS[service]
 
 
 # --- one annex's own lease ------------------------------------------------------------------------
@@ -89,8 +96,8 @@ def seconds_until(expiry, now):
 
 def let_leave(stack, record):
     """S3 told us an instance wrote annex/leaving/<id>: if it belongs to one of this annex's groups, take it
-    out of its group with the group shrinking by one (so nothing replaces it)."""
-    key = (((record or {}).get("s3") or {}).get("object") or {}).get("key", "")
+    out of its group with the group shrinking by one (so nothing replaces it). S3 gives the key URL-encoded."""
+    key = unquote_plus((((record or {}).get("s3") or {}).get("object") or {}).get("key") or "")
     match = LEAVING.match(key)
     if not match:
         log("leave-refused", stack=stack, key=key, reason="not annex/leaving/<instance id>")
@@ -167,13 +174,13 @@ def end_annex(stack, reason, expiry=None):
         return
     cfn, failed = client("cloudformation"), []
     resources = step(failed, "list-resources", lambda: cfn.describe_stack_resources(StackName=name)["StackResources"])
-    for group in groups(resources or []):
+    for group in groups(resources) if resources is not None else groups_of(stack):
         step(failed, "scale-to-zero", scale_to_zero, group)
-    bucket = parameters(stack).get("BucketName") or outputs(stack).get("BucketName")
+    bucket = outputs(stack).get("BucketName") or bucket_of(stack, resources)
     if bucket:
         step(failed, "empty-bucket", empty_bucket, bucket)
     if stack["StackStatus"] in BUSY:  # CloudFormation refuses to delete while an operation runs: next time
-        failed.append("delete-stack (stack is " + stack["StackStatus"] + ")")
+        failed.append("delete-stack (the stack is " + stack["StackStatus"] + ")")
     elif step(failed, "delete-stack", cfn.delete_stack, StackName=name) is not None:
         log("delete-stack", stack=name, reason=reason, expiry=expiry)
     elif bucket:
@@ -188,7 +195,7 @@ def step(failed, name, action, *args, **kwargs):
         return action(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 - whatever fails, the rest of the annex must still end
         log(name + "-failed", error=str(error))
-        failed.append(name)
+        failed.append(f"{name} ({error})")
         return None
 
 
@@ -217,6 +224,23 @@ def groups(resources):
     ]
 
 
+def groups_of(stack):
+    """The groups when the stack's resources cannot be listed: its GroupNames output, else the template's
+    names <stack>-<i> for each Count<i> parameter."""
+    named = [g for g in (outputs(stack).get("GroupNames") or "").split(",") if g]
+    return named or [f"{stack['StackName']}-{key[5:]}" for key in sorted(parameters(stack)) if re.fullmatch(r"Count[1-8]", key)]
+
+
+def bucket_of(stack, resources):
+    """The bucket when the stack has no BucketName output (e.g. its create never finished): the bucket
+    resource, else the name the template derives, <stack>-<first 8 hex digits of the stack id>."""
+    for r in resources or []:
+        if r.get("ResourceType") == "AWS::S3::Bucket" and r.get("PhysicalResourceId"):
+            return r["PhysicalResourceId"]
+    unique = stack.get("StackId", "").rsplit("/", 1)[-1].split("-")[0]
+    return f"{stack['StackName']}-{unique}" if re.fullmatch(r"[0-9a-f]{8}", unique) else None
+
+
 def scale_to_zero(group):
     try:
         client("autoscaling").update_auto_scaling_group(AutoScalingGroupName=group, MinSize=0, MaxSize=0, DesiredCapacity=0)
@@ -231,23 +255,23 @@ def scale_to_zero(group):
 def empty_bucket(bucket):
     """Delete every object and version; DeleteObjects answers 200 even when some keys failed, so its
     per-key Errors are checked and reported with AWS's reason."""
-    s3, deleted = client("s3"), 0
+    s3, deleted, errors = client("s3"), 0, []
     try:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
             keys = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
             if keys:
-                answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-                errors = answer.get("Errors") or []
-                if errors:
-                    first = errors[0]
-                    raise RuntimeError(f"{len(errors)} object(s) of {bucket} were not deleted, e.g. {first.get('Key')}: "
-                                       f"{first.get('Code')} {first.get('Message')}")
-                deleted += len(keys)
+                refused = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True}).get("Errors") or []
+                errors += refused
+                deleted += len(keys) - len(refused)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "NoSuchBucket":
             raise
         log("empty-bucket-skipped", bucket=bucket, reason="already gone")
         return
+    if errors:  # every page was tried; what was refused is named with AWS's reason
+        first = errors[0]
+        raise RuntimeError(f"{len(errors)} object(s) of {bucket} were not deleted, e.g. {first.get('Key')}: "
+                           f"AWS said {first.get('Code')}: {first.get('Message')}")
     log("empty-bucket", bucket=bucket, objects=deleted)
 
 
