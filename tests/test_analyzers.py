@@ -172,6 +172,10 @@ class Resolver:
                 return str(self.parameters[name].get("Default", 1))
             if kind.startswith("List<") or kind == "CommaDelimitedList":
                 return [f"REF-{name}-1", f"REF-{name}-2"]
+            if self.parameters[name].get("AllowedValues"):  # a value CloudFormation would accept
+                return str(self.parameters[name]["AllowedValues"][0])
+            if name == "OwnerName":  # the creator (the template pins the account; the name is free)
+                return "user/REF-OwnerName"
             return f"REF-{name}"
         resource = self.resources.get(name)
         if resource is not None and resource.get("Type") in REF_FORMATS:
