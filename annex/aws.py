@@ -32,7 +32,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from .config import Reference
-from .errors import AccessDenied, AwsError, SetupError
+from .errors import AccessDenied, AwsError, ConfigError, SetupError
 from .names import (
     DEFAULT_REGION,
     MAX_REFERENCES,
@@ -106,7 +106,9 @@ def resolve_region(region: str | None, session) -> str:
     for partition in session.get_available_partitions():
         known.update(session.get_available_regions("cloudformation", partition_name=partition))
     if chosen not in known:
-        raise AwsError(f"region {chosen!r} is not an AWS region (e.g. us-east-1, us-west-2)")
+        if region:  # typed on the command line: bad input, exit 2
+            raise ConfigError("region", f"{chosen!r} is not an AWS region (e.g. us-east-1, us-west-2)")
+        raise AwsError(f"region {chosen!r} (from AWS_REGION, AWS_DEFAULT_REGION or your AWS profile) is not an AWS region (e.g. us-east-1, us-west-2)")
     return chosen
 
 

@@ -219,7 +219,7 @@ def emit_records(records, where: str) -> None:
     elif not records:
         click.echo(f"No annexes in {where}.")
     else:
-        width = click.get_text_stream("stdout").isatty() and __import__("shutil").get_terminal_size().columns or None
+        width = sys.stdout.isatty() and __import__("shutil").get_terminal_size().columns or None
         for line in status_table(records, width):
             click.echo(line)
         for line in status_notes(records):
@@ -264,11 +264,11 @@ def status_command(project_id, all_regions, watch):
 def regions_of(aws):
     from concurrent.futures import ThreadPoolExecutor
 
-    from .aws import Aws
+    from .lifecycle import session
 
     profile = given("profile")  # click's context is not seen from the pool's threads
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda r: Aws(r, profile), aws.regions()))
+        return list(pool.map(lambda r: session(r, profile), aws.regions()))
 
 
 # --- extend ---------------------------------------------------------------------------------------
@@ -331,6 +331,7 @@ def delete_command(project_id, dry_run):
     plan = plan_delete(DeleteRequest(project_id, given("region"), given("profile")))
     if plan.stack is None:
         ui.say(plan.missing[0].upper() + plan.missing[1:] + ".")
+        emit_deleted(plan, deleted=False)
         return 0
     records = collect([plan.aws], plan.project_id, pool=False)
     for line in delete_summary(plan, records[0] if records else None):
@@ -344,11 +345,17 @@ def delete_command(project_id, dry_run):
     acting(plan.region)
     execute_delete(plan, ui)
     ui.say(f"Annex {plan.project_id!r} in {plan.region} is gone: instances terminated, bucket and stack deleted.")
-    if output() == "json":
-        click.echo(json.dumps({"project_id": plan.project_id, "region": plan.region, "stack": plan.stack.name, "deleted": True}, indent=2, sort_keys=True))
-    elif output() == "text":
-        click.echo(f"{plan.project_id}\t{plan.region}\tdeleted")
+    emit_deleted(plan, deleted=True)
     return 0
+
+
+def emit_deleted(plan, deleted: bool) -> None:
+    """delete's result on stdout: what was (or was not) there, and whether it is gone."""
+    record = {"project_id": plan.project_id, "region": plan.region, "stack": plan.stack.name if plan.stack else None, "deleted": deleted}
+    if output() == "json":
+        click.echo(json.dumps(record, indent=2, sort_keys=True))
+    elif output() == "text":
+        click.echo(f"{plan.project_id}\t{plan.region}\t{'deleted' if deleted else 'not found'}")
 
 
 # --- render ---------------------------------------------------------------------------------------
@@ -383,13 +390,14 @@ def render_command(which, fmt, references, lint, **settings):
     annex: the template a hand-prepared account deploys. published: what `setup` publishes for end users
     (give the same settings as to setup). setup: the set-up stack.
     """
-    from .admin.setup import SetupRequest
     from .render import render
     from .template import build_template
 
     if which == "annex":
         template = build_template(references)
     else:
+        from .admin.setup import SetupRequest  # it imports boto3: not for the annex template
+
         chosen = SetupRequest(**settings).settings()
         if which == "setup":
             from .admin.template import build_setup_template

@@ -242,8 +242,13 @@ def kind_statement(sid: str, kind: str, actions, scope: Scope) -> Statement:
         changed = sorted(set(actions) - set(made))
         where = scope.arns(kind) + (scope.arns("vpc", context=True) if kind == "security-group" else [])  # a group is made in a VPC
         return [allow(name + "Create", made, where) if made else None,
-                allow(name + "Tagged", changed, scope.arns(kind), {"StringLike": scope.tagged}) if changed else None]
+                allow(name + "Tagged", changed, scope.arns(kind), tag_condition(scope)) if changed else None]
     return allow(name, sorted(actions), scope.arns(kind))
+
+
+def tag_condition(scope: Scope) -> dict:
+    """Any annex's tag ("*": StringLike), or exactly one project's (StringEquals: a project id may hold * or ?)."""
+    return {"StringLike" if all(v == "*" for v in scope.tagged.values()) else "StringEquals": scope.tagged}
 
 
 def special_statements(resource_types, handlers, scope: Scope, sid: str, instance_types) -> list:
@@ -258,7 +263,7 @@ def special_statements(resource_types, handlers, scope: Scope, sid: str, instanc
         creates = ["CreateLaunchTemplate", "CreateLaunchTemplateVersion", "CreateSecurityGroup", "RunInstances"]
         where = [r for k in ("launch-template", "security-group", "instance", "volume") for r in scope.arns(k, context=True)]
         found.append(allow(sid + "TagOnCreate", ["ec2:CreateTags"], where, {"StringEquals": {"ec2:CreateAction": creates}}))
-        found.append(allow(sid + "TagAnnexObjects", ["ec2:CreateTags"], scope.arns("launch-template") + scope.arns("security-group"), {"StringLike": scope.tagged}))
+        found.append(allow(sid + "TagAnnexObjects", ["ec2:CreateTags"], scope.arns("launch-template") + scope.arns("security-group"), tag_condition(scope)))
     if "iam:CreateServiceLinkedRole" in needed:  # made once per account, by the first group
         found.append(allow(sid + "AutoScalingServiceLinkedRole", ["iam:CreateServiceLinkedRole"],
                            [arn("iam", "role/aws-service-role/autoscaling.amazonaws.com/*", region=False)],
@@ -412,6 +417,9 @@ def user_policy(service_role_arn, template_urls, probe_function_arn) -> PolicyDo
         deny("OnlyPublishedTemplates", writes, ["*"], {"StringNotEquals": {"cloudformation:TemplateUrl": list(template_urls)}}),
         deny("NoInlineTemplates", writes, ["*"], {"Null": {"cloudformation:TemplateUrl": "true"}}),
         deny("OnlyTheServiceRole", writes, ["*"], {"ArnNotEquals": {"cloudformation:RoleArn": service_role_arn}}),
+        deny("OnlyTaggedWithTheirOwner", writes, ["*"], {"StringNotEquals": {f"aws:RequestTag/{TAG_OWNER}": me}}),
+        # the account-level lease (functions/lease.py, sweep) ends only stacks that carry the annex tag: never without it
+        deny("NeverHiddenFromTheLease", writes, ["*"], {"Null": {f"aws:RequestTag/{TAG_PROJECT}": "true"}}),
         deny("OnlyOwnAnnexes", ["cloudformation:UpdateStack", "cloudformation:DeleteStack", "cloudformation:CreateChangeSet",
                                 "cloudformation:ExecuteChangeSet", "cloudformation:CancelUpdateStack", "cloudformation:ContinueUpdateRollback"],
              [stacks], {"StringNotEquals": {f"aws:ResourceTag/{TAG_OWNER}": me}}),

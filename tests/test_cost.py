@@ -9,8 +9,10 @@ import pytest
 from botocore.stub import Stubber
 
 from annex import cost
+from annex.aws import AnnexStack
 from annex.config import Reference, make_config
 from annex.errors import AwsError, ConfigError
+from annex.ui import ceiling_lines, usd
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
 SPOT_A = Reference("HTCondorAnnex-1", "ami-0123456789abcdef0", "m5.large", "0.10")
@@ -103,6 +105,17 @@ def cache_home(tmp_path, monkeypatch):
     return tmp_path / "cache" / "condor_annex" / "prices.json"
 
 
+def annex_stack(parameters: dict, region="us-east-1") -> AnnexStack:
+    """An annex's stack as annex.aws parses it, from its parameters."""
+    return AnnexStack.parse({"StackName": "htcondor-annex-x-1234abcd", "StackStatus": "CREATE_COMPLETE",
+                             "StackId": f"arn:aws:cloudformation:{region}:123456789012:stack/htcondor-annex-x-1234abcd/uuid",
+                             "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]})
+
+
+def lines(ceiling) -> list[str]:
+    return [line.strip() for line in ceiling_lines(ceiling)]
+
+
 def config(references, instances, hours):
     return make_config("TheNeeds-MooreLab", NOW + timedelta(hours=hours), instances, references, now=NOW)
 
@@ -117,11 +130,13 @@ def test_spot_caps_bound_the_price_exactly_and_need_no_price_lookup():
     assert result.total == pytest.approx(28.0)
     assert result.exact and result.instances == 16 and result.hours == pytest.approx(10)
     assert aws.calls == []
-    assert result.lines == [
+    assert [(i.count, i.instance_type, i.price, i.source) for i in result.items] == [
+        (8, "m5.large", 0.10, "spot price cap"), (8, "c5.xlarge", 0.25, "spot price cap")]
+    assert lines(result) == [
         "8 × m5.large at $0.1000/hour (spot price cap) × 10.00 hours = $8.00",
         "8 × c5.xlarge at $0.2500/hour (spot price cap) × 10.00 hours = $20.00",
+        "The most this can cost: $28.00",
     ]
-    assert result.text() == "$28.00"
 
 
 def test_mixed_references_take_on_demand_prices_from_the_price_list():
@@ -131,8 +146,8 @@ def test_mixed_references_take_on_demand_prices_from_the_price_list():
     assert result.total == pytest.approx(3 * 0.10 * 24 + 2 * 0.192 * 24)
     assert result.exact
     assert aws.calls == [("m5.xlarge", "us-east-1")]
-    assert "spot price cap" in result.lines[0]
-    assert "2 × m5.xlarge at $0.1920/hour (on-demand, AWS Price List)" in result.lines[1]
+    assert result.items[0].source == "spot price cap"
+    assert "2 × m5.xlarge at $0.1920/hour (on-demand, AWS Price List)" in lines(result)[1]
 
 
 def test_fractional_hours_count_as_such():
@@ -140,8 +155,8 @@ def test_fractional_hours_count_as_such():
     assert result.total == pytest.approx(4 * 0.10 * 1.5)
     result = cost.ceiling(FakeAws(), config([SPOT_A], 1, 0.25), now=NOW)
     assert result.hours == pytest.approx(0.25) and result.total == pytest.approx(0.025)
-    assert "0.2500 hours" in result.lines[0]
-    assert result.text() == "$0.03"  # a bound is rounded up, never down
+    assert result.items[0].hours == pytest.approx(0.25)
+    assert usd(result.total) == "$0.03"  # a bound is rounded up, never down
 
 
 def test_the_sixty_second_minimum():
@@ -169,23 +184,22 @@ def test_money_must_be_positive(name, value):
 
 
 def test_extension_ceiling_reads_the_stack_parameters():
-    stack = {
-        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/htcondor-annex-x-1234abcd/uuid",
-        "Parameters": [
-            {"ParameterKey": "Expiry", "ParameterValue": "2030-06-01T13:00:00Z"},
-            {"ParameterKey": "InstanceType1", "ParameterValue": "m5.large"},
-            {"ParameterKey": "SpotPrice1", "ParameterValue": "0.05"},
-            {"ParameterKey": "Count1", "ParameterValue": "6"},
-            {"ParameterKey": "InstanceType2", "ParameterValue": "m5.xlarge"},
-            {"ParameterKey": "SpotPrice2", "ParameterValue": ""},
-            {"ParameterKey": "Count2", "ParameterValue": "5"},
-        ],
-    }
+    stack = annex_stack({"Expiry": "2030-06-01T13:00:00Z", "InstanceType1": "m5.large", "SpotPrice1": "0.05", "Count1": "6",
+                         "InstanceType2": "m5.xlarge", "SpotPrice2": "", "Count2": "5"}, region="eu-west-1")
     aws = FakeAws({"m5.xlarge": "0.2140000000"})
     result = cost.extension_ceiling(aws, stack, NOW + timedelta(hours=30), now=NOW)
     assert result.total == pytest.approx(6 * 0.05 * 30 + 5 * 0.214 * 30)
     assert result.instances == 11 and result.expiry == NOW + timedelta(hours=30)
     assert aws.calls == [("m5.xlarge", "eu-west-1")]  # the annex's region, not the client's
+
+
+def test_an_interrupted_create_is_priced_for_the_instances_asked_for():
+    """Its stack asks for none yet (Count=0); extending it must still count what the user asked for."""
+    stack = AnnexStack(**{**annex_stack({"InstanceType1": "m5.large", "SpotPrice1": "0.05", "Count1": "0",
+                                          "InstanceType2": "c5.large", "SpotPrice2": "0.04", "Count2": "0"}).__dict__,
+                          "tags": {"htcondor:AnnexInstances": "3"}})
+    result = cost.extension_ceiling(FakeAws(), stack, NOW + timedelta(hours=10), now=NOW)
+    assert result.instances == 3 and result.total == pytest.approx(2 * 0.05 * 10 + 1 * 0.04 * 10)
 
 
 # --- when no price can be had ------------------------------------------------------------------------
@@ -210,8 +224,8 @@ def test_no_product_asks_for_max_price():
 def test_max_price_stands_in_only_where_there_is_no_price():
     result = cost.ceiling(FakeAws({}), config([SPOT_A, ON_DEMAND], 4, 10), max_price=0.5, now=NOW)
     assert result.total == pytest.approx(2 * 0.10 * 10 + 2 * 0.5 * 10)
-    assert not result.exact and "--max-price" in result.text()
-    assert "your --max-price" in result.lines[1]
+    assert not result.exact and "--max-price" in lines(result)[-1]
+    assert result.items[1].source == "your --max-price" and "your --max-price" in lines(result)[1]
     known = cost.ceiling(FakeAws({"m5.xlarge": "0.192"}), config([ON_DEMAND], 1, 10), max_price=0.01, now=NOW)
     assert known.total == pytest.approx(1.92) and known.exact
 
@@ -226,34 +240,58 @@ def filters(instance_type, region):
 
 
 @pytest.fixture
-def real_aws(monkeypatch):
+def real_aws(monkeypatch, tmp_path):
+    """annex.aws.Aws with fake credentials, no metadata service and no config files; its pricing client is
+    stubbed the moment it is made (`stubbed(...)`), so nothing leaves this process."""
     from annex.aws import Aws
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
+                        "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
     return Aws("eu-west-1")
 
 
-def test_price_list_get_products_pages_through_the_us_east_1_endpoint(real_aws, cache_home):
-    client = real_aws.pricing()
-    assert client.meta.region_name == "us-east-1"
-    with Stubber(client) as stub:
-        base = {"ServiceCode": "AmazonEC2", "Filters": filters("m5.xlarge", "eu-west-1"), "FormatVersion": "aws_v1"}
+def stubbed(monkeypatch, aws, prepare) -> dict:
+    """Stub the pricing client `aws` makes; `prepare(stubber)` queues its answers. Returns what was made."""
+    made = {}
+    original = aws.session.client
+
+    def client(service, *args, **kwargs):
+        found = original(service, *args, **kwargs)
+        if service == "pricing":
+            stub = Stubber(found)
+            prepare(stub)
+            stub.activate()
+            made.update(client=found, stub=stub)
+        return found
+
+    monkeypatch.setattr(aws.session, "client", client)
+    return made
+
+
+def test_price_list_get_products_pages_through_the_us_east_1_endpoint(real_aws, cache_home, monkeypatch):
+    base = {"ServiceCode": "AmazonEC2", "Filters": filters("m5.xlarge", "eu-west-1"), "FormatVersion": "aws_v1"}
+
+    def prepare(stub):
         stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [price_document(usd="0.2140000000", region="eu-west-1")], "NextToken": "page-2"}, base)
         stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [price_document(usd="0.2200000000", region="eu-west-1")]}, {**base, "NextToken": "page-2"})
-        price, source = cost.on_demand_price(real_aws, "m5.xlarge", "eu-west-1", NOW)
-        stub.assert_no_pending_responses()
+
+    made = stubbed(monkeypatch, real_aws, prepare)
+    price, source = cost.on_demand_price(real_aws, "m5.xlarge", "eu-west-1", NOW)
+    made["stub"].assert_no_pending_responses()
+    assert made["client"].meta.region_name == "us-east-1"
     assert price == pytest.approx(0.22)  # the highest on-demand price; the reserved one is ignored
     assert source == "on-demand, AWS Price List"
     assert json.loads(cache_home.read_text())["prices"]["eu-west-1/m5.xlarge"]["usd"] == pytest.approx(0.22)
 
 
-def test_price_list_error_is_no_price(real_aws):
-    with Stubber(real_aws.pricing()) as stub:
-        stub.add_client_error("get_products", "AccessDeniedException", "User is not authorized to perform pricing:GetProducts")
-        price, why = cost.on_demand_price(real_aws, "m5.xlarge", "eu-west-1", NOW)
+def test_price_list_error_is_no_price(real_aws, monkeypatch):
+    stubbed(monkeypatch, real_aws, lambda stub: stub.add_client_error(
+        "get_products", "AccessDeniedException", "User is not authorized to perform pricing:GetProducts"))
+    price, why = cost.on_demand_price(real_aws, "m5.xlarge", "eu-west-1", NOW)
     assert price is None and "AccessDeniedException" in why
 
 
@@ -346,14 +384,8 @@ def test_spent_without_a_price_gives_hours_only():
 
 
 def test_stack_prices_for_the_meter():
-    stack = {"StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/u", "Parameters": [
-        {"ParameterKey": "InstanceType1", "ParameterValue": "m5.large"}, {"ParameterKey": "SpotPrice1", "ParameterValue": "0.05"},
-        {"ParameterKey": "Count1", "ParameterValue": "1"},
-        {"ParameterKey": "InstanceType2", "ParameterValue": "m5.xlarge"}, {"ParameterKey": "SpotPrice2", "ParameterValue": ""},
-        {"ParameterKey": "Count2", "ParameterValue": "1"},
-        {"ParameterKey": "InstanceType3", "ParameterValue": "c5.large"}, {"ParameterKey": "SpotPrice3", "ParameterValue": ""},
-        {"ParameterKey": "Count3", "ParameterValue": "1"},
-    ]}
+    stack = annex_stack({"InstanceType1": "m5.large", "SpotPrice1": "0.05", "Count1": "1", "InstanceType2": "m5.xlarge", "SpotPrice2": "",
+                         "Count2": "1", "InstanceType3": "c5.large", "SpotPrice3": "", "Count3": "1"})
     prices = cost.stack_prices(FakeAws({"m5.xlarge": "0.192"}), stack, NOW)
     assert prices == {"m5.large": 0.05, "m5.xlarge": pytest.approx(0.192), "c5.large": None}
 

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from tests.support.fake_aws import FakeAws
 
 
-@dataclass
+@dataclass(repr=False)
 class Ran:
     code: int
     stdout: str
@@ -34,8 +34,10 @@ class Ran:
         """stderr's non-empty lines."""
         return [line for line in self.stderr.splitlines() if line.strip()]
 
-    def __str__(self) -> str:  # what pytest shows when an assertion about the run fails
+    def __repr__(self) -> str:  # what pytest shows when an assertion about the run fails
         return f"exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+    __str__ = __repr__
 
 
 def run_cli(*args: str, env: dict | None = None, input: str | None = None, width: int | None = None, tty: bool = False) -> Ran:

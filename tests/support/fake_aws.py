@@ -27,6 +27,7 @@ from annex.aws import AnnexStack, Caller, Network, SetupView
 from annex.config import Reference
 from annex.errors import AwsError, SetupError
 from annex.names import (
+    LIMITS_PARAMETER,
     MAX_REFERENCES,
     REFERENCE_PREFIX,
     SETUP_NAME,
@@ -98,6 +99,7 @@ class _Stack:
     staged: dict | None = None  # an update's parameters, applied when it completes
     failure: tuple | None = None  # (logical id, type, reason) of the scripted failure
     left: list = field(default_factory=list)  # what a failed delete leaves
+    reported: bool = False  # the scripted failure's event is out
 
     def view(self) -> AnnexStack:
         return AnnexStack(self.name, self.id, self.status, self.reason, self.created, dict(self.parameters), dict(self.outputs),
@@ -122,7 +124,7 @@ class FakeAws:
         self.me = Caller(account, f"arn:aws:iam::{account}:user/{user}", user_id)
         self.setup_view = setup
         self.network, self.references = network, tuple(references)
-        self.parameters = {} if limits is None else {"/htcondor-annex/limits": json.dumps(limits)}
+        self.parameters = {} if limits is None else {LIMITS_PARAMETER: json.dumps(limits)}
         self.prices = dict(prices or {})  # instance type -> USD per hour (absent: the Price List has none)
         self.probe = probe if probe is not None else {"ok": True, "address": "203.0.113.7:9618", "seconds": 0.05}
         self.profile_settings = dict(profile_settings or {})
@@ -147,8 +149,9 @@ class FakeAws:
 
     def script(self, operation: str, *statuses: str, failure=None, left=()) -> None:
         """The next `operation` ("create", "update", "delete") goes through `statuses`: the first at once,
-        each further one at a poll of wait(). `failure` is (logical id, resource type, reason), reported
-        as an event when a FAILED status is reached; `left` is what a DELETE_FAILED leaves."""
+        each further one at a poll of wait(). `failure` is (logical id, resource type, reason): its event
+        comes out when the stack first shows the failure (a FAILED or ROLLBACK status, or a create's
+        DELETE); `left` is what a DELETE_FAILED leaves (remaining_resources)."""
         self._scripts.setdefault(operation, []).append(_Script(list(statuses), failure, list(left)))
 
     def fail_create(self, rollback: str = "DELETE_COMPLETE", *, reason="You have requested more vCPU capacity than your current vCPU limit",
@@ -166,14 +169,16 @@ class FakeAws:
 
     def add_stack(self, project_id: str, *, status: str = "CREATE_COMPLETE", counts=(2,), expiry: datetime | None = None,
                   owner: Caller | None = None, owner_name: str | None = None, created: datetime | None = None, role_arn: str | None = None,
-                  references=None, tags: dict | None = None, instances: int | None = None, objects: dict | None = None) -> AnnexStack:
-        """An annex stack as `create` leaves it (or as it was left), with its groups, instances and bucket."""
+                  references=None, tags: dict | None = None, instances: int | None = None, objects: dict | None = None,
+                  then=()) -> AnnexStack:
+        """An annex stack as `create` leaves it (or as it was left), with its groups, instances and bucket.
+        `then`: the statuses wait() moves a busy stack through (e.g. ("CREATE_COMPLETE",))."""
         from annex.config import expiry_cron, iso_utc, stack_name
         from annex.names import TAG_CREDENTIAL, TAG_EXPIRY, TAG_INSTANCES, TAG_OWNER, TAG_OWNER_NAME
 
         owner = owner or self.me
         expiry = expiry or (self.now + timedelta(hours=10)).replace(second=0, microsecond=0)
-        refs = references or self.references
+        refs = references or self.references or (self.setup_view.references() if self.setup_view else REFERENCES)
         params = {"ProjectId": project_id, "OwnerArn": owner.arn, "Expiry": iso_utc(expiry), "ExpiryCron": expiry_cron(expiry),
                   "CollectorPort": "9618"}
         for i, count in enumerate(counts, start=1):
@@ -185,6 +190,7 @@ class FakeAws:
         stack = self._new_stack(stack_name(project_id), params, all_tags, role_arn, created or self.now - timedelta(hours=1))
         stack.status = status
         self._resources(stack)
+        stack.operation, stack.pending = status.split("_")[0].lower(), list(then)
         if objects is not None:
             self.buckets[stack.outputs["BucketName"]] = dict(objects)
         return stack.view()
@@ -246,7 +252,7 @@ class FakeAws:
         goes through `default` at once."""
         scripts = self._scripts.get(operation) or []
         script = scripts.pop(0) if scripts else None
-        stack.operation = operation
+        stack.operation, stack.reported = operation, False
         stack.failure, stack.left = (script.failure, script.left) if script else (None, [])
         stack.pending = list(script.statuses[1:]) if script else []
         for status in (script.statuses[:1] if script else default):
@@ -256,14 +262,16 @@ class FakeAws:
         """Move a stack to `status`, with its events and the effect of the operation."""
         stack.status = status
         bucket = stack.outputs.get("BucketName")
-        if status.endswith("FAILED"):
+        failing = status.endswith("FAILED") or "ROLLBACK" in status or (stack.operation == "create" and status.startswith("DELETE"))
+        if failing and not stack.reported:
             failure = stack.failure
             if failure is None and status == "DELETE_FAILED" and bucket and self.buckets.get(bucket):
                 failure = ("Bucket", "AWS::S3::Bucket", "The bucket you tried to delete is not empty")
-            if failure:
-                self._event(stack, *failure[:2], status, failure[2])
+            if failure:  # the resource fails first; then the stack rolls back or fails
+                self._event(stack, *failure[:2], f"{stack.operation.upper()}_FAILED", failure[2])
                 stack.reason = f"The following resource(s) failed to {stack.operation}: [{failure[0]}]."
-        self._event(stack, stack.name, "AWS::CloudFormation::Stack", status, stack.reason if status.endswith("FAILED") else "")
+                stack.reported = True
+        self._event(stack, stack.name, "AWS::CloudFormation::Stack", status, stack.reason if failing else "")
         if status == "CREATE_COMPLETE":
             self._resources(stack)
         elif status == "UPDATE_COMPLETE" and stack.staged is not None:
