@@ -406,6 +406,10 @@ def user_policy(service_role_arn, template_urls, probe_function_arn) -> PolicyDo
             "StringEquals": {"cloudformation:TemplateUrl": list(template_urls), f"aws:ResourceTag/{TAG_OWNER}": me, f"aws:RequestTag/{TAG_OWNER}": me},
             "ArnEquals": {"cloudformation:RoleArn": service_role_arn}}),
         allow("DeleteOwn", ["cloudformation:DeleteStack"], [stacks], {"StringEquals": {f"aws:ResourceTag/{TAG_OWNER}": me}}),
+        # tags given with CreateStack/UpdateStack (CloudFormation may authorize them as a TagResource "on create");
+        # a TagResource call of its own carries no cloudformation:CreateAction and is refused
+        allow("TagOnCreate", ["cloudformation:TagResource"], [stacks], {
+            "StringEquals": {"cloudformation:CreateAction": ["CreateStack", "UpdateStack"], f"aws:RequestTag/{TAG_OWNER}": me}}),
         allow("ReadAnnexStacks", ["cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources"], [stacks]),
         allow("PassTheServiceRole", ["iam:PassRole"], [service_role_arn], {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}),
         allow("ReadTheServiceRolesPolicy", ["iam:GetRolePolicy"], [service_role_arn]),  # check-setup names what an old set-up lacks

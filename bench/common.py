@@ -1,6 +1,6 @@
 """Shared by the bench scripts: a moto server process on loopback (as tests/conftest.py starts one), an
 environment that points boto3 at it through the standard AWS variables only, an account and pool prepared
-with annex.sandbox, condor_annex run in this process, and a count of every AWS call it makes."""
+with tests/support/sandbox.py, condor_annex run in this process, and a count of every AWS call it makes."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3.session
 
-from annex.sandbox import moto_server, reset_moto
-
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests/support is development tooling, not part of the package
+
+from tests.support.sandbox import moto_server, reset_moto  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -48,11 +50,12 @@ def point_at(url: str, work: Path) -> dict:
 def fresh_account(url: str, work: Path) -> None:
     """A reset moto account prepared as the seed's Quick Start does, and a personal-condor pool configuration.
 
-    annex.sandbox tags two /24 subnets (251 addresses each); moto starts all of a group's instances in its
-    first subnet, so for 1,000 instances the tagged subnet here is one /18 (16,379 addresses) instead, as
-    an administrator would size it for annexes that large."""
-    from annex.aws import SETUP_NAME, Aws
-    from annex.sandbox import prepare_account, write_pool
+    tests/support/sandbox.py tags two /20 subnets (4,091 addresses each); moto starts all of a group's
+    instances in its first subnet, so the tagged subnet here is one /18 (16,379 addresses) instead, as an
+    administrator would size it for the largest annexes the raised limits allow."""
+    from annex.aws import Aws
+    from annex.names import DEFAULT_LIMITS, LIMITS_PARAMETER, SETUP_NAME
+    from tests.support.sandbox import prepare_account, write_pool
 
     reset_moto(url)
     made = prepare_account()
@@ -63,8 +66,8 @@ def fresh_account(url: str, work: Path) -> None:
     ec2.create_tags(Resources=[big], Tags=[{"Key": "Name", "Value": SETUP_NAME}])
     # The administrator's limits (annex/cost.py; default 64 instances per annex), raised as `condor_annex setup
     # --max-instances` would, so that annexes of 1,000 instances may be created.
-    limits = {"max_instances": 5000, "max_lease_hours": 168, "max_ceiling_usd": 1_000_000}
-    Aws().client("ssm").put_parameter(Name="/htcondor-annex/limits", Type="String", Overwrite=True, Value=json.dumps(limits))
+    limits = {**DEFAULT_LIMITS, "max_instances": 5000, "max_ceiling_usd": 1_000_000}
+    Aws().client("ssm").put_parameter(Name=LIMITS_PARAMETER, Type="String", Overwrite=True, Value=json.dumps(limits))
     os.environ["CONDOR_CONFIG"] = str(write_pool(work / "condor"))
 
 
@@ -136,22 +139,26 @@ def counted_cli(*args: str) -> tuple[Calls, float, str]:
 
 
 def deploy(project_id: str, expiry_text: str, instances: int, aws=None) -> dict:
-    """An annex as create makes it (the product's discovery, template, parameters and tags), without the
-    pool side and through one session, so a hundred take seconds; returns what the benches need."""
+    """An annex as create makes it (the product's discovery, template, parameters and tags), in one stack
+    operation and without the pool side or the bucket's objects, through one session, so a hundred take
+    seconds. Returns what the benches need: config, names (.stack, .bucket), stack_id, stack, groups."""
     from annex.aws import Aws
-    from annex.config import annex_names, make_config, parse_expiry
-    from annex.lifecycle import stack_parameters, stack_tags
-    from annex.template import build_template, compact
+    from annex.config import iso_utc, make_config, parse_expiry, stack_name
+    from annex.lifecycle import stack_parameters
+    from annex.names import TAG_CREDENTIAL, TAG_EXPIRY, TAG_INSTANCES, TAG_OWNER, TAG_OWNER_NAME, TAG_PROJECT
+    from annex.render import compact
+    from annex.template import build_template
 
     aws = aws or Aws()
-    network, refs = aws.discover_network(), aws.discover_references()
-    config = make_config(project_id, parse_expiry(expiry_text), instances, refs, region=aws.region)
-    names = annex_names(config.project_id, aws.account_id(), aws.region)
-    stack_id = aws.create_stack(names.stack, compact(build_template(config)),
-                                stack_parameters(config, names, network, 9618), stack_tags(config))
+    network, refs, caller = aws.discover_network(), aws.discover_references(), aws.caller()
+    config = make_config(project_id, parse_expiry(expiry_text)[0], instances, refs, region=aws.region)
+    template = build_template(len(config.references))
+    tags = {TAG_PROJECT: project_id, TAG_EXPIRY: iso_utc(config.expiry), TAG_OWNER: caller.user_id, TAG_OWNER_NAME: caller.name,
+            TAG_INSTANCES: str(instances), TAG_CREDENTIAL: "PASSWORD"}
+    name = stack_name(project_id)
+    stack_id = aws.create_stack(name, compact(template), stack_parameters(config, network, 9618, caller, template), tags)
     final = aws.wait(stack_id, lambda s: not s.endswith("_IN_PROGRESS"), first=0.05, longest=0.5)
-    if final["StackStatus"] != "CREATE_COMPLETE":
-        raise SystemExit(f"bench: annex {project_id} ended {final['StackStatus']}: {final.get('StackStatusReason')}")
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in final.get("Outputs", [])}
-    return {"config": config, "names": names, "stack_id": stack_id,
-            "groups": [g for g in outputs.get("GroupNames", "").split(",") if g]}
+    if final.status != "CREATE_COMPLETE":
+        raise SystemExit(f"bench: annex {project_id} ended {final.status}: {final.reason}")
+    return {"config": config, "names": SimpleNamespace(stack=name, bucket=final.bucket), "stack_id": stack_id, "stack": final,
+            "groups": final.groups}

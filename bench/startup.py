@@ -27,7 +27,8 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 HEAVY = ("boto3", "botocore", "troposphere", "awacs", "cfnlint", "rich", "yaml")
-MUST_NOT = {"--help": ("boto3", "botocore", "troposphere", "cfnlint", "rich"), "render": ("boto3", "botocore", "cfnlint")}
+MUST_NOT = {"--help": ("boto3", "botocore", "troposphere", "cfnlint", "rich"), "create --help": ("boto3", "botocore", "troposphere", "cfnlint", "rich"),
+            "render": ("boto3", "botocore", "cfnlint")}
 
 # Runs a condor_annex command in a child interpreter exactly as the console script does, then reports the
 # heavy modules it left loaded.
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="annex-bench-") as home:
         env = quiet_env(home)
         samples = measure(cmds, args.repeat, env)
-        loaded = {"--help": loaded_modules(["--help"], env), "render": loaded_modules(["render"], env)}
+        loaded = {command: loaded_modules(command.split(), env) for command in MUST_NOT}
         imports = slowest_imports(["render"], env)
 
     figures = {name: {"median_ms": statistics.median(s), "min_ms": min(s), "runs": len(s)} for name, s in samples.items()}
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
         bad = [m for m in mods if m in MUST_NOT[command]]
         clean[command] = not bad
         verdict = "ok" if not bad else "MUST NOT import " + ", ".join(bad)
-        print(f"    condor_annex {command:<8} {', '.join(mods) or 'none':<40} {verdict}")
+        print(f"    condor_annex {command:<14} {', '.join(mods) or 'none':<34} {verdict}")
     print("\n  where `condor_annex render` spends its import time (-X importtime, cumulative ms per package):")
     for name, ms in imports:
         print(f"    {name:<40} {ms:7.1f}")

@@ -212,7 +212,7 @@ def test_the_inline_lease_role_reaches_only_its_own_annex(inline):
             text = json.dumps(resource)
             assert "${AWS::StackName}" in text or ":ec2:" in text, (s["Sid"], text)
             if ":ec2:" in text and any(a.startswith("ec2:Delete") for a in s["Action"]):
-                assert s["Condition"] == {"StringLike": {"aws:ResourceTag/htcondor:AnnexName": {"Fn::Sub": "${ProjectId}"}}}
+                assert s["Condition"] == {"StringEquals": {"aws:ResourceTag/htcondor:AnnexName": {"Fn::Sub": "${ProjectId}"}}}
 
 
 def test_the_users_writes_are_bound_to_the_published_templates_the_service_role_and_their_own_tag(setup):

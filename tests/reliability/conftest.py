@@ -1,8 +1,10 @@
-"""Shared pieces of the reliability suite (issue 8): a moto server per module with one prepared account,
-an account-wide inventory to prove nothing was left half-made, and a stand-in for annex.ui.Ui.
+"""Shared pieces of the reliability suite: a moto server per module with one prepared account, an
+account-wide inventory to prove nothing was left half-made, a detailed snapshot of one annex to prove it
+was not touched, and an endpoint that accepts connections and never answers.
 
-The modules share one prepared account each (creating it is the slow part); every case restores what it
-changed, and the inventory taken after each case must equal the one taken before the first.
+The modules share one prepared account each (tests/support/sandbox.prepare_account: launch templates
+HTCondorAnnex-1..3, a tagged VPC and subnets, the key pair); every case restores what it changed, and the
+inventory taken after each case must equal the one taken before the first.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from annex.sandbox import reset_moto, start_moto_server
+from tests.support.sandbox import prepare_account, reset_moto, start_moto_server, stop_server, write_pool
 
 CLI = str(Path(sys.executable).with_name("condor_annex"))
 REGION = "us-east-1"
 # Every line any command printed, every template and parameter read back: grepped for the pool password.
 TRANSCRIPT: list[str] = []
+PRIVATE = ("PASSWORD", "PREPARED_IMAGE", "HOME_DIR")  # the suite's own notes, never given to the CLI
 
 
 def aws_environment(url: str, home: Path) -> dict:
@@ -37,15 +40,14 @@ def aws_environment(url: str, home: Path) -> dict:
         "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
         "HOME": str(home),
         "XDG_CACHE_HOME": str(home / "cache"),
+        "COLUMNS": "200",
     }
 
 
 @pytest.fixture(scope="module")
 def module_account(tmp_path_factory):
-    """A moto server of this module's own, a prepared account (annex.sandbox) and a pool configuration;
-    the process environment points at it for the whole module. Yields the env dict for subprocesses."""
-    from annex.sandbox import prepare_account, write_pool
-
+    """A moto server of this module's own, a prepared account and a pool configuration; the process
+    environment points at it for the whole module. Yields the env dict for subprocesses."""
     home = tmp_path_factory.mktemp("account")
     proc, url = start_moto_server()
     mp = pytest.MonkeyPatch()
@@ -59,20 +61,22 @@ def module_account(tmp_path_factory):
         config = write_pool(home / "condor")
         mp.setenv("CONDOR_CONFIG", str(config))
         env = dict(os.environ)
-        env["PASSWORD"] = (home / "condor" / "password_file").read_text()
+        env["PASSWORD"] = (home / "condor" / "password_file").read_text().strip()
         env["PREPARED_IMAGE"] = prepared["image"]
         env["HOME_DIR"] = str(home)
         yield env
     finally:
         mp.undo()
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_server(proc)
+
+
+def cli_env(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k not in PRIVATE}
 
 
 def run_cli(env, *args, timeout=120):
     started = time.monotonic()
-    clean = {k: v for k, v in env.items() if k not in ("PASSWORD", "PREPARED_IMAGE", "HOME_DIR")}
-    done = subprocess.run([CLI, *args], env=clean, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    done = subprocess.run([CLI, *args], env=cli_env(env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     done.seconds = time.monotonic() - started
     TRANSCRIPT.extend([done.stdout, done.stderr])
     return done
@@ -89,7 +93,9 @@ def inventory(region: str = REGION) -> dict:
     """Everything an annex can create, account-wide, in comparable form."""
     c = {n: boto3.client(n, region_name=region) for n in ("cloudformation", "autoscaling", "ec2", "s3", "events", "iam", "lambda", "logs")}
     stacks = sorted(
-        (s["StackName"], s["StackStatus"]) for s in c["cloudformation"].describe_stacks()["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"
+        (s["StackName"], s["StackStatus"])
+        for page in c["cloudformation"].get_paginator("list_stacks").paginate()
+        for s in page["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"
     )
     instances = sorted(
         i["InstanceId"]
@@ -105,11 +111,12 @@ def inventory(region: str = REGION) -> dict:
         "roles": sorted(r["Arn"] for r in c["iam"].list_roles()["Roles"]),
         "instance_profiles": sorted(p["Arn"] for p in c["iam"].list_instance_profiles()["InstanceProfiles"]),
         "functions": sorted(f["FunctionName"] for f in c["lambda"].list_functions()["Functions"]),
-        "launch_templates": sorted(t["LaunchTemplateName"] for t in c["ec2"].describe_launch_templates()["LaunchTemplates"]),
-        "security_groups": sorted(g["GroupId"] for g in c["ec2"].describe_security_groups()["SecurityGroups"]),
-        "launch_configurations": sorted(
-            (lc["LaunchConfigurationName"], lc["ImageId"]) for lc in c["autoscaling"].describe_launch_configurations()["LaunchConfigurations"]
+        "log_groups": sorted(g["logGroupName"] for g in c["logs"].describe_log_groups()["logGroups"]),
+        "launch_templates": sorted(
+            (t["LaunchTemplateName"], t["DefaultVersionNumber"], t["LatestVersionNumber"]) for t in c["ec2"].describe_launch_templates()["LaunchTemplates"]
         ),
+        "security_groups": sorted(g["GroupId"] for g in c["ec2"].describe_security_groups()["SecurityGroups"]),
+        "vpc_tags": sorted((v["VpcId"], tuple(sorted((t["Key"], t["Value"]) for t in v.get("Tags", [])))) for v in c["ec2"].describe_vpcs()["Vpcs"]),
         "subnet_tags": sorted((s["SubnetId"], tuple(sorted((t["Key"], t["Value"]) for t in s.get("Tags", [])))) for s in c["ec2"].describe_subnets()["Subnets"]),
     }
 
@@ -129,61 +136,22 @@ def annex_snapshot(project_id: str, region: str = REGION) -> dict:
     """One annex in detail: its stack (status, last update, parameters, tags), groups, instances, bucket
     objects and rule. Equal snapshots mean the annex was not touched."""
     from annex.aws import Aws
-    from annex.config import annex_names
+    from annex.config import stack_name
 
     aws = Aws(region)
-    names = annex_names(project_id, aws.account_id(), region)
-    stack = aws.find_stack(names.stack)
+    stack = aws.find_stack(stack_name(project_id))
     assert stack is not None, f"annex {project_id!r} is gone"
+    raw = aws.client("cloudformation").describe_stacks(StackName=stack.id)["Stacks"][0]
     s3 = aws.client("s3")
-    objects = {o["Key"]: s3.get_object(Bucket=names.bucket, Key=o["Key"])["Body"].read() for o in s3.list_objects_v2(Bucket=names.bucket).get("Contents", [])}
-    groups = [g for g in aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] if g["AutoScalingGroupName"].startswith(names.stack + "-")]
-    rules = aws.client("events").list_rules(NamePrefix=names.stack)["Rules"]
+    objects = {o["Key"]: s3.get_object(Bucket=stack.bucket, Key=o["Key"])["Body"].read() for o in s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])}
+    groups = aws.groups(stack.groups)
+    rules = aws.client("events").list_rules(NamePrefix=stack.name)["Rules"]
     return {
-        "stack": (stack["StackStatus"], str(stack.get("LastUpdatedTime")), sorted((p["ParameterKey"], p.get("ParameterValue")) for p in stack["Parameters"]),
-                  sorted((t["Key"], t["Value"]) for t in stack.get("Tags", []))),
+        "stack": (stack.status, str(raw.get("LastUpdatedTime")), sorted(stack.parameters.items()), sorted(stack.tags.items())),
         "groups": sorted((g["AutoScalingGroupName"], g["MinSize"], g["MaxSize"], g["DesiredCapacity"], tuple(sorted(i["InstanceId"] for i in g["Instances"]))) for g in groups),
         "objects": objects,
         "rules": sorted((r["Name"], r.get("ScheduleExpression"), r["State"]) for r in rules),
     }
-
-
-# --- a Ui stand-in for in-process runs ----------------------------------------------------------------
-
-
-class RecordingUi:
-    """What annex.lifecycle asks of annex.ui.Ui, recorded as text; says yes to every question."""
-
-    def __init__(self):
-        self.lines: list[str] = []
-
-    def say(self, text):
-        self.lines.append(str(text))
-
-    def confirm(self, question):
-        self.lines.append(str(question))
-        return True
-
-    @contextlib.contextmanager
-    def working(self, what):
-        self.lines.append(str(what))
-        yield
-
-    def event(self, event):
-        self.lines.append(f"{event['LogicalResourceId']} {event['ResourceStatus']} {event.get('ResourceStatusReason') or ''}")
-
-    def summary(self, config, names, network, ceiling):
-        self.lines.append(f"summary {config!r} {names!r} {network!r}")
-        self.ceiling(ceiling)
-
-    def ceiling(self, ceiling):
-        self.lines += [str(line) for line in getattr(ceiling, "lines", [])] + [ceiling.text()]
-
-    def created(self, config, names, groups):
-        self.lines.append(f"created {config.project_id} {sum(len(g.get('Instances', [])) for g in groups)} instances")
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
 
 
 # --- an endpoint that accepts and never answers -------------------------------------------------------

@@ -1,11 +1,14 @@
-"""Issue 8, faults: throttling on every call, a stack that fails mid-creation, and a delete racing the
-lease function. Lifecycle runs in-process (click's CliRunner on annex.cli.main) against a moto server."""
+"""Faults: throttling on every call, a stack that fails in either of create's two stack operations, and a
+delete racing the lease function. The lifecycle runs in-process (click's CliRunner on annex.cli.main) where
+botocore's event hooks inject the fault, and as real processes where it can: against a moto server."""
 
 from __future__ import annotations
 
 import collections
 import copy
 import json
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -14,13 +17,39 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner
 
-from reliability.conftest import TRANSCRIPT, inventory, leaked, problem_lines, run_cli
+from reliability.conftest import TRANSCRIPT, cli_env, inventory, leaked, problem_lines, run_cli
 
 FAULTS = collections.Counter()
 
 
 def future(days=2.0):
     return (datetime.now() + timedelta(days=days)).strftime("%Y-%m-%d %H:%M")
+
+
+@pytest.fixture(autouse=True)
+def nothing_printed_holds_the_pool_password(module_account):
+    """Every output of the test (CLI processes, CliRunner runs, the lease function's log) is grepped."""
+    start = len(TRANSCRIPT)
+    yield
+    for text in TRANSCRIPT[start:]:
+        assert module_account["PASSWORD"] not in text
+
+
+def cli(*args):
+    from annex.cli import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=True)
+    TRANSCRIPT.extend([result.stdout, result.stderr])
+    return result
+
+
+def stack_of(project):
+    from annex.config import stack_name
+
+    return stack_name(project)
+
+
+# --- throttling ------------------------------------------------------------------------------------------
 
 
 def throttle_body(protocol: str) -> tuple[bytes, dict]:
@@ -34,46 +63,6 @@ def throttle_body(protocol: str) -> tuple[bytes, dict]:
             b"<RequestId>x</RequestId></ErrorResponse>"), {}
 
 
-class Throttler:
-    """The first attempt of the first call of every operation, on every client, answers 400 Throttling;
-    botocore's retries (annex.aws: adaptive, 8 attempts; the probe: standard, 2) must carry it."""
-
-    def __init__(self):
-        self.injected = collections.Counter()
-        self.succeeded = collections.Counter()
-        self.local = threading.local()
-
-    def attach(self, client):
-        protocol = client.meta.service_model.protocol
-        events = client.meta.events
-
-        seen = set()
-
-        def before_call(model, **kw):
-            # the first call of each operation on each client (every call type, in every command)
-            self.local.fresh = None if model.name in seen else model.name
-            seen.add(model.name)
-
-        def before_send(request, **kw):
-            name = getattr(self.local, "fresh", None)
-            if name is None:
-                return None
-            self.local.fresh = None
-            self.injected[f"{client.meta.service_model.service_name}.{name}"] += 1
-            body, headers = throttle_body(protocol)
-            return AWSResponse(request.url, 400, headers, _Raw(body))
-
-        def after_call(http_response, parsed, model, **kw):
-            # AWS's own answer, not the injected one (a 404 for a bucket that is gone is an answer too)
-            if (parsed or {}).get("Error", {}).get("Code") != "Throttling":
-                self.succeeded[f"{client.meta.service_model.service_name}.{model.name}"] += 1
-
-        events.register_first("before-call", before_call)
-        events.register_first("before-send", before_send)
-        events.register("after-call", after_call)
-        return client
-
-
 class _Raw:
     def __init__(self, body):
         self.body = body
@@ -85,34 +74,53 @@ class _Raw:
         return self.body
 
 
-@pytest.fixture
-def throttled_baseline(module_account):
-    return inventory()  # taken before any client is throttled
+class Throttler:
+    """The first attempt of the first call of every operation, on every client, answers 400 Throttling;
+    botocore's retries (annex.aws: adaptive, 8 attempts; the probe: standard, 2) must carry it."""
+
+    def __init__(self):
+        self.injected = collections.Counter()
+        self.succeeded = collections.Counter()
+        self.local = threading.local()
+
+    def attach(self, client):
+        protocol = client.meta.service_model.protocol
+        service = client.meta.service_model.service_name
+        seen = set()
+
+        def before_call(model, **kw):
+            self.local.fresh = None if model.name in seen else model.name
+            seen.add(model.name)
+
+        def before_send(request, **kw):
+            name = getattr(self.local, "fresh", None)
+            if name is None:
+                return None
+            self.local.fresh = None
+            self.injected[f"{service}.{name}"] += 1
+            body, headers = throttle_body(protocol)
+            return AWSResponse(request.url, 400, headers, _Raw(body))
+
+        def after_call(http_response, parsed, model, **kw):
+            if (parsed or {}).get("Error", {}).get("Code") != "Throttling":  # AWS's own answer (a 404 is one too)
+                self.succeeded[f"{service}.{model.name}"] += 1
+
+        client.meta.events.register_first("before-call", before_call)
+        client.meta.events.register_first("before-send", before_send)
+        client.meta.events.register("after-call", after_call)
+        return client
 
 
-@pytest.fixture
-def throttled(module_account, throttled_baseline, monkeypatch):
-    """Every client made in this process (annex.aws's included) throttles the first attempt of each call."""
-    throttler = Throttler()
+def attached(monkeypatch, stand_in):
+    """Every boto3 client made in this process from now on (annex.aws's included) goes through `stand_in`."""
     original = boto3.session.Session.client
-
-    def client(self, *args, **kwargs):
-        return throttler.attach(original(self, *args, **kwargs))
-
-    monkeypatch.setattr(boto3.session.Session, "client", client)
-    return throttler
+    monkeypatch.setattr(boto3.session.Session, "client", lambda self, *a, **k: stand_in.attach(original(self, *a, **k)))
 
 
-def cli(*args):
-    from annex.cli import main
-
-    result = CliRunner().invoke(main, list(args), catch_exceptions=True)
-    TRANSCRIPT.extend([result.stdout, result.stderr])
-    return result
-
-
-def test_throttling_on_every_call_is_retried_and_the_lifecycle_succeeds(module_account, throttled_baseline, throttled):
-    before = throttled_baseline
+def test_throttling_on_every_call_is_retried_and_the_lifecycle_succeeds(module_account, monkeypatch):
+    before = inventory()
+    throttled = Throttler()
+    attached(monkeypatch, throttled)
     project = "Throttled Lab"
     steps = [
         ("--project-id", project, "--expiry", future(2), "--instances", "2", "--yes"),
@@ -124,164 +132,189 @@ def test_throttling_on_every_call_is_retried_and_the_lifecycle_succeeds(module_a
         result = cli(*step)
         assert result.exit_code == 0, (step, result.stderr, result.exception)
         assert "Traceback" not in result.stderr
+    monkeypatch.undo()
     assert throttled.injected, "no fault was injected"
-    # every operation that was throttled later succeeded
+    assert {"cloudformation.CreateStack", "cloudformation.UpdateStack", "cloudformation.DeleteStack", "s3.PutObject"} <= set(throttled.injected)
+    # every operation that was throttled later got AWS's own answer
     assert set(throttled.injected) <= set(throttled.succeeded), set(throttled.injected) - set(throttled.succeeded)
-    assert all(throttled.succeeded[op] >= n for op, n in throttled.injected.items())
     assert leaked(before, inventory()) == {}
     FAULTS["throttling"] += sum(throttled.injected.values())
     print(f"throttling faults injected: {sum(throttled.injected.values())} over {len(throttled.injected)} operations")
-    from annex.config import annex_names
-
-    names = annex_names(project, "123456789012", "us-east-1")
-    state = inventory()
-    assert not any(s[0] == names.stack for s in state["stacks"]) and names.bucket not in state["buckets"]
-    assert not any(g[0].startswith(names.stack) for g in state["groups"])
 
 
-# --- a stack that fails mid-creation ------------------------------------------------------------------
+# --- a stack that fails ------------------------------------------------------------------------------------
 #
-# moto creates a stack's resources synchronously inside CreateStack and has no CREATE_FAILED: a resource it
-# rejects makes CreateStack itself answer 500 and leaves moto's stack list broken. So CloudFormation's
-# asynchronous failure is played here on top of a real moto stack: the resources are really created; the
-# product is shown what CloudFormation shows when Group1 fails with OnFailure=DELETE (Group1 CREATE_FAILED,
-# DELETE_IN_PROGRESS, then DELETE_FAILED because the bucket the product filled cannot be deleted); the
-# stand-in really deletes the moto stack at DELETE_IN_PROGRESS, which, like CloudFormation, keeps the
-# non-empty bucket. The product must clean up the rest and name Group1 and the reason.
+# moto finishes a stack's resources inside CreateStack/UpdateStack and never fails one asynchronously. So
+# CloudFormation's asynchronous failure is played here over a real moto stack, as botocore hooks on the
+# product's clients: its resources are really made; the product is shown what CloudFormation shows, and
+# the stand-in really does to the moto stack what CloudFormation would (deletes it for OnFailure=DELETE, puts
+# the counts back for an update's rollback).
 
-REASON = "You have requested more vCPU capacity than your current vCPU limit of 32 allows (injected)"
+CREATE_REASON = ("Resource handler returned message: \"The role defined for the function cannot be assumed by Lambda. "
+                 "(Service: Lambda, Status Code: 400)\" (injected)")
+UPDATE_REASON = "You have requested more vCPU capacity than your current vCPU limit of 32 allows (injected)"
 
 
-class FailingCreation:
-    def __init__(self, stack_name, raw):
-        self.stack, self.raw, self.phase = stack_name, raw, "creating"
-        self.events, self.stored, self.stack_id, self.polls = [], None, None, 0
+class FailingStack:
+    """One stack operation of `stack` fails: "create" (LeaseFunction CREATE_FAILED, then the stack is
+    deleted: OnFailure=DELETE) or "update" (Group1 UPDATE_FAILED, then the update is rolled back)."""
+
+    def __init__(self, stack: str, fails: str, raw):
+        self.stack, self.fails, self.raw = stack, fails, raw
+        self.phase, self.status, self.events, self.stack_id, self.count = "idle", None, [], None, 0
 
     def event(self, logical, kind, status, reason=None):
-        self.polls += 1
-        e = {"StackId": self.stack_id, "EventId": f"injected-{self.polls}-{logical}", "StackName": self.stack,
-             "LogicalResourceId": logical, "PhysicalResourceId": "", "ResourceType": kind,
-             "Timestamp": datetime.now(timezone.utc), "ResourceStatus": status}
+        self.count += 1
+        e = {"StackId": self.stack_id, "EventId": f"injected-{self.count}", "StackName": self.stack, "LogicalResourceId": logical,
+             "PhysicalResourceId": "", "ResourceType": kind, "Timestamp": datetime.now(timezone.utc), "ResourceStatus": status}
         if reason:
             e["ResourceStatusReason"] = reason
         self.events.insert(0, e)  # newest first, as CloudFormation lists them
+
+    def mine(self, params) -> bool:
+        body = params.get("body") if isinstance(params.get("body"), dict) else {}
+        name = body.get("StackName") or ""
+        return name == self.stack or f":stack/{self.stack}/" in name
 
     def attach(self, client):
         if client.meta.service_model.service_name != "cloudformation":
             return client
         ev = client.meta.events
 
-        def mine(params):
-            body = params.get("body") if isinstance(params.get("body"), dict) else {}  # before-call sees the serialized request
-            name = body.get("StackName") or ""
-            return name == self.stack or f":stack/{self.stack}/" in name
+        def before_write(params, model, **kw):
+            if self.mine(params) and model.name == {"create": "CreateStack", "update": "UpdateStack"}[self.fails]:
+                self.phase = "started"
 
-        def before_describe(params, context, **kw):
-            context["annex_target"] = mine(params)
-            if mine(params) and self.phase in ("deleted", "gone"):
-                status = "DELETE_FAILED" if self.phase == "deleted" else "DELETE_COMPLETE"
-                return AWSResponse("https://injected.invalid", 200, {}, None), {"Stacks": [{**self.stored, "StackStatus": status}]}
-
-        def after_describe(parsed, context, **kw):
+        def after_describe(parsed, **kw):
             stacks = parsed.get("Stacks") or []
-            if not (context.get("annex_target") and stacks) or self.phase not in ("creating", "failing"):
+            if not stacks or stacks[0]["StackName"] != self.stack or self.phase == "idle":
                 return
             stack = stacks[0]
             self.stack_id = stack["StackId"]
-            if self.phase == "creating" and stack["StackStatus"] == "CREATE_COMPLETE":
+            if self.phase == "started":
                 real = self.raw.describe_stack_events(StackName=self.stack_id)["StackEvents"]
-                kept = [e for e in real if e["LogicalResourceId"] not in ("Group1", self.stack) and not e["LogicalResourceId"].startswith(("ExpireGroup1", "Lease"))]
-                self.events = list(kept) + [e for e in real if e["LogicalResourceId"] == self.stack and e["ResourceStatus"] == "CREATE_IN_PROGRESS"]
-                self.event("Group1", "AWS::AutoScaling::AutoScalingGroup", "CREATE_FAILED", REASON)
-                self.stored = copy.deepcopy(stack)
-                stack["StackStatus"] = "CREATE_IN_PROGRESS"
-                self.phase = "failing"
-            elif self.phase == "failing":
-                self.event(self.stack, "AWS::CloudFormation::Stack", "DELETE_IN_PROGRESS", "The following resource(s) failed to create: [Group1]. Delete requested by user.")
+                self.events = [e for e in real if e["ResourceStatus"].endswith("IN_PROGRESS")]
+                if self.fails == "create":
+                    self.event("LeaseFunction", "AWS::Lambda::Function", "CREATE_FAILED", CREATE_REASON)
+                    self.status, self.phase = "CREATE_IN_PROGRESS", "failing"
+                else:
+                    self.event("Group1", "AWS::AutoScaling::AutoScalingGroup", "UPDATE_FAILED", UPDATE_REASON)
+                    self.status, self.phase = "UPDATE_IN_PROGRESS", "failing"
+            elif self.phase == "failing" and self.fails == "create":
+                self.event(self.stack, "AWS::CloudFormation::Stack", "DELETE_IN_PROGRESS",
+                           "The following resource(s) failed to create: [LeaseFunction]. Delete requested by user.")
                 self.raw.delete_stack(StackName=self.stack_id)  # what OnFailure=DELETE does
-                self.event("ConfigBucket", "AWS::S3::Bucket", "DELETE_FAILED", "The bucket you tried to delete is not empty")
-                self.event(self.stack, "AWS::CloudFormation::Stack", "DELETE_FAILED", "The following resource(s) failed to delete: [ConfigBucket].")
-                stack["StackStatus"] = "DELETE_IN_PROGRESS"
-                self.phase = "deleted"
+                self.status, self.phase = "DELETE_IN_PROGRESS", "ending"
+            elif self.phase == "failing":
+                self.event(self.stack, "AWS::CloudFormation::Stack", "UPDATE_ROLLBACK_IN_PROGRESS", "The following resource(s) failed to update: [Group1].")
+                keep = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True} for p in stack["Parameters"] if not p["ParameterKey"].startswith("Count")]
+                counts = [{"ParameterKey": p["ParameterKey"], "ParameterValue": "0"} for p in stack["Parameters"] if p["ParameterKey"].startswith("Count")]
+                self.raw.update_stack(StackName=self.stack_id, UsePreviousTemplate=True, Parameters=keep + counts, Capabilities=["CAPABILITY_IAM"])
+                self.status, self.phase = "UPDATE_ROLLBACK_IN_PROGRESS", "ending"
+            elif self.phase == "ending":
+                self.status = "DELETE_COMPLETE" if self.fails == "create" else "UPDATE_ROLLBACK_COMPLETE"
+                self.event(self.stack, "AWS::CloudFormation::Stack", self.status)
+                self.phase = "ended"
+                stack.update(copy.deepcopy(self.raw.describe_stacks(StackName=self.stack_id)["Stacks"][0]))
+            if self.status:
+                stack["StackStatus"] = self.status
 
         def before_events(params, **kw):
-            if mine(params) and self.phase != "creating":
+            if self.mine(params) and self.phase not in ("idle", "started"):
                 return AWSResponse("https://injected.invalid", 200, {}, None), {"StackEvents": list(self.events)}
 
-        def before_delete(params, **kw):
-            if mine(params) and self.phase == "deleted":
-                self.phase = "gone"
-                self.event(self.stack, "AWS::CloudFormation::Stack", "DELETE_COMPLETE")
-                return AWSResponse("https://injected.invalid", 200, {}, None), {}
-
-        ev.register_first("before-call.cloudformation.DescribeStacks", before_describe)
+        ev.register_first("before-call.cloudformation.CreateStack", before_write)
+        ev.register_first("before-call.cloudformation.UpdateStack", before_write)
         ev.register("after-call.cloudformation.DescribeStacks", after_describe)
         ev.register_first("before-call.cloudformation.DescribeStackEvents", before_events)
-        ev.register_first("before-call.cloudformation.DeleteStack", before_delete)
         return client
 
 
 def test_a_stack_that_fails_mid_creation_rolls_back_completely_and_says_why(module_account, monkeypatch):
-    from annex.config import annex_names
-
     project = "Failing Lab"
     before = inventory()
-    stand_in = FailingCreation(annex_names(project, "123456789012", "us-east-1").stack, boto3.client("cloudformation"))
-    original = boto3.session.Session.client
-    monkeypatch.setattr(boto3.session.Session, "client", lambda self, *a, **k: stand_in.attach(original(self, *a, **k)))
+    stand_in = FailingStack(stack_of(project), "create", boto3.client("cloudformation"))
+    attached(monkeypatch, stand_in)
     result = cli("--project-id", project, "--expiry", future(2), "--instances", "2", "--yes")
     monkeypatch.undo()
-    FAULTS["stack failure"] += 1
+    FAULTS["stack failure (create)"] += 1
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert stand_in.phase == "gone", ("the product did not finish the rollback", stand_in.phase, result.stderr[-800:])
-    assert result.exit_code == 1, (result.stderr, result.exception)
-    assert "Traceback" not in result.stderr
+    assert stand_in.phase == "ended", ("the product did not wait for the rollback", stand_in.phase, result.stderr[-800:])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, (result.stderr, result.exception)
     last = problem_lines(result.stderr)[-1]
-    assert last.startswith("condor_annex: creating the annex failed: Group1 (AWS::AutoScaling::AutoScalingGroup): ")
-    assert REASON in last and "nothing was left behind" in last
+    assert last.startswith("condor_annex: creating the annex failed: LeaseFunction (AWS::Lambda::Function): ")
+    assert CREATE_REASON in last and "rolled back and nothing was left behind" in last
+    assert "configuration uploaded" not in result.stderr, "nothing is uploaded before the stack is complete"
     assert leaked(before, inventory()) == {}
-    print(f"stack failure reported as: {last}")
+    print(f"create failure reported as: {last}")
 
 
-# --- delete racing the lease function -----------------------------------------------------------------
-
-
-def test_delete_racing_the_lease_function_leaves_nothing(module_account, tmp_path):
-    from annex.aws import Aws
-    from annex.config import annex_names, make_config, parse_expiry
-    from leasekit import Annex, references, run_lease
-
-    project = "Racing Lab"
+def test_a_failure_starting_the_instances_leaves_an_incomplete_annex_and_says_so(module_account, monkeypatch):
+    project = "Starved Lab"
     before = inventory()
-    expiry_text = future(1)
-    done = run_cli(module_account, "--project-id", project, "--expiry", expiry_text, "--instances", "2", "--yes")
-    assert done.returncode == 0, done.stderr
-    aws = Aws()
-    expiry = parse_expiry(expiry_text)
-    names = annex_names(project, aws.account_id(), aws.region)
-    stack = aws.find_stack(names.stack)
-    groups = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["GroupNames"].split(",")
-    annex = Annex(make_config(project, expiry, 2, references(aws, len(groups)), region=aws.region), names, stack["StackId"], groups)
-    at = (expiry + timedelta(seconds=20)).strftime("%Y-%m-%d %H:%M:%S")
-    env = {k: v for k, v in module_account.items() if k not in ("PASSWORD", "PREPARED_IMAGE", "HOME_DIR")}
+    stand_in = FailingStack(stack_of(project), "update", boto3.client("cloudformation"))
+    attached(monkeypatch, stand_in)
+    result = cli("--project-id", project, "--expiry", future(2), "--instances", "2", "--yes")
+    monkeypatch.undo()
+    FAULTS["stack failure (start)"] += 1
+    assert stand_in.phase == "ended", (stand_in.phase, result.stderr[-800:])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, (result.stderr, result.exception)
+    last = problem_lines(result.stderr)[-1]
+    assert last.startswith("condor_annex: starting the instances failed: Group1 (AWS::AutoScaling::AutoScalingGroup): ")
+    assert UPDATE_REASON in last and "the annex exists with no instances" in last and "run the same command again" in last
+    status = run_cli(module_account, "status", "--project-id", project, "--output", "json")
+    (record,) = json.loads(status.stdout)
+    assert record["state"] == "incomplete" and record["instances"] == {} and "condor_annex delete" in record["fix"]
+    gone = run_cli(module_account, "delete", "--project-id", project, "--yes")
+    assert gone.returncode == 0, gone.stderr
+    assert leaked(before, inventory()) == {}
+    print(f"start failure reported as: {last}")
 
+
+# --- delete racing the lease function ---------------------------------------------------------------------
+
+LAMBDA = """
+import json, sys
+import index
+print(json.dumps(index.handler({"stack": sys.argv[1]}, None)))
+"""
+
+
+def run_lease(env: dict, work, stack: str, at: datetime) -> subprocess.CompletedProcess:
+    """The lease function as deployed (annex/render.function_code: the template's inline code, as index.py),
+    called as EventBridge calls it, in a process whose clock faketime sets to `at`."""
+    from annex.render import function_code
+
+    (work / "index.py").write_text(function_code("lease"))
+    lambda_env = {**cli_env(env), "ANNEX_STACK": stack, "ANNEX_REGION": "us-east-1", "AWS_REGION": "us-east-1", "TZ": "UTC"}
+    lambda_env.pop("PYTHONPATH", None)
+    return subprocess.run(["faketime", "-f", "@" + at.strftime("%Y-%m-%d %H:%M:%S"), sys.executable, "-c", LAMBDA, stack],
+                          cwd=work, env=lambda_env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("head_start", ["lease", "delete"])
+def test_delete_racing_the_lease_function_leaves_nothing(module_account, tmp_path, head_start):
+    project = f"Racing Lab {head_start}"
+    before = inventory()
+    done = run_cli(module_account, "--project-id", project, "--duration", "2h", "--instances", "2", "--yes")
+    assert done.returncode == 0, done.stderr
+    stack = stack_of(project)
+    expiry = datetime.strptime(json.loads(run_cli(module_account, "status", "--project-id", project, "--output", "json").stdout)[0]["expiry_utc"],
+                               "%Y-%m-%dT%H:%M:%SZ")
     results = {}
-    lease = threading.Thread(target=lambda: results.update(lease=run_lease(env, tmp_path, annex, at)))
-    lease.start()
+    lease = threading.Thread(target=lambda: results.update(lease=run_lease(module_account, tmp_path, stack, expiry + timedelta(seconds=20))))
+    if head_start == "lease":
+        lease.start()
     results["delete"] = run_cli(module_account, "delete", "--project-id", project, "--yes")
-    lease.join(timeout=300)
+    if head_start == "delete":
+        lease.start()
+    lease.join(timeout=150)
     deleted, leased = results["delete"], results["lease"]
-    TRANSCRIPT.extend([leased.stderr, json.dumps(leased.lines)])
+    TRANSCRIPT.extend([leased.stdout, leased.stderr])
     FAULTS["race"] += 1
     assert deleted.returncode == 0 and "Traceback" not in deleted.stderr, deleted.stderr
     assert leased.returncode == 0 and "Traceback" not in leased.stderr, leased.stderr
+    assert json.loads(leased.stdout.splitlines()[-1])["ended"] is True
     assert leaked(before, inventory()) == {}
-    print(f"race: delete {deleted.seconds:.1f} s, lease {leased.seconds:.1f} s, lease did {leased.actions}")
-
-
-def test_no_fault_path_printed_the_pool_password(module_account):
-    password = module_account["PASSWORD"]
-    assert password and TRANSCRIPT
-    for text in TRANSCRIPT:
-        assert password not in text
-    print(f"faults injected in this module: {dict(FAULTS)}")
+    print(f"race ({head_start} first): delete said {problem_lines(deleted.stderr)[-1]!r}; lease did "
+          f"{[json.loads(line).get('action') for line in leased.stdout.splitlines()[:-1]]}")
