@@ -307,7 +307,8 @@ def annex_bucket_policy(bucket, owner_arn, instance_role_arn) -> PolicyDocument:
 
 
 LEASE_ACTIONS = {  # what ending an annex and letting an instance leave take, by kind
-    "stack": ["cloudformation:DescribeStacks", "cloudformation:DescribeStackResources", "cloudformation:DeleteStack"],
+    "stack": ["cloudformation:DescribeStacks", "cloudformation:DescribeStackResources", "cloudformation:DeleteStack",
+              "cloudformation:UpdateTerminationProtection"],
     "autoScalingGroup": ["autoscaling:UpdateAutoScalingGroup", "autoscaling:TerminateInstanceInAutoScalingGroup"],
     "bucket": ["s3:ListBucket", "s3:ListBucketVersions", "s3:DeleteBucket"],
     "object": ["s3:DeleteObject", "s3:DeleteObjectVersion"],

@@ -1,221 +1,550 @@
-"""Issue 5, the lease: at expiry the annex is gone, whatever else fails.
+"""The lease, as deployed: at its expiry an annex is gone whatever else fails; an idle instance leaves its
+group with the group shrinking; the account-level lease ends every overdue annex and nothing else.
 
-Annexes are deployed into a moto server with the product's own code (template, parameters, tags, upload);
-the lease function is the template's inline code, run as index.py in a subprocess whose clock faketime
-moves. moto never fires rules or runs scheduled actions, so the tests run the function themselves and check
-the scheduled actions' configuration (see test_scheduled_actions_alone_empty_every_group).
+Annexes are made by the product's own create path (plan_create + execute_create) on moto server processes
+started here; the functions are what AWS holds (the stack's inline code, Lambda's handler and environment),
+run as index.py in a child interpreter whose clock faketime sets (tests/leasekit.py). moto never fires
+rules, schedules or S3 notifications into Lambda, so the tests call the functions with the events AWS
+would send, and check the account afterwards.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from urllib.parse import unquote_plus
 
 import pytest
-from botocore.exceptions import ClientError
 
 import leasekit
-from annex.aws import ANNEX_TAG, EXPIRY_TAG, Aws
+from annex import lifecycle
 from annex.config import expiry_cron, iso_utc
+from annex.names import EXPIRY_KEY, LEAVING_PREFIX, SETUP_STACK, SWEEP_FUNCTION, TAG_EXPIRY
+from annex.render import function_code, templates_bucket
 
-EXPIRY = datetime(2031, 1, 1, 0, 0, tzinfo=timezone.utc)
-AFTER = "2031-01-01 00:05:00"  # five minutes past EXPIRY
-LATER = datetime(2031, 1, 8, 12, 30, tzinfo=timezone.utc)
+pytestmark = pytest.mark.aws
+
+EXPIRY = "2031-01-01T00:00:00Z"
+AFTER = "2031-01-01 00:05:00"  # five minutes past EXPIRY: EventBridge fired late, or Lambda retried
+LATER = "2031-01-08T12:30:00Z"
+GROUP_CALLS = "auto-scaling.UpdateAutoScalingGroup"
+
+
+def ending_calls(groups: int) -> dict:
+    """The AWS calls of a lease run that ends an annex of `groups` groups, whatever its instances."""
+    return {"cloudformation.DescribeStacks": 1, "cloudformation.DescribeStackResources": 1, GROUP_CALLS: groups,
+            "s3.ListObjectVersions": 1, "s3.DeleteObjects": 1, "cloudformation.DeleteStack": 1}
+
+
+# --- a hand-made account (the inline template) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory):
+    """One moto server for this module's per-annex tests, prepared as the seed's Quick Start (8 references)."""
+    with leasekit.account(tmp_path_factory.mktemp("hand")) as acct:
+        yield leasekit.hand_made(acct)
 
 
 @pytest.fixture
-def account(aws_env):
-    aws = Aws("us-east-1")
-    return aws, leasekit.network(aws)
+def aws(hand):
+    with hand.active():
+        yield hand.aws()
 
 
-def gone_entirely(aws: Aws, annex: leasekit.Annex) -> None:
-    """No group, no instance, no bucket, no stack, nor anything else the stack made."""
-    assert aws.groups(annex.groups) == []
-    assert leasekit.running_instances(aws, annex) == []
-    assert leasekit.bucket_gone(annex.names.bucket)
-    assert leasekit.stack_status(aws, annex.stack_id) in ("DELETE_COMPLETE", "GONE")
-    assert aws.find_stack(annex.names.stack) is None
-    with pytest.raises(ClientError, match="ResourceNotFound"):
-        aws.client("events").describe_rule(Name=f"{annex.names.stack}-lease")
-    with pytest.raises(ClientError, match="ResourceNotFound"):
-        aws.client("lambda").get_function(FunctionName=f"{annex.names.stack}-lease")
-    assert aws.client("iam").list_roles(PathPrefix=f"/htcondor-annex/{annex.names.stack}/")["Roles"] == []
+def lease(hand, annex: leasekit.Annex, at: str, event: dict | None = None, **kwargs) -> leasekit.Run:
+    """The annex's own lease function, fired at `at` with the rule's constant input (or `event`)."""
+    return leasekit.run_function(annex.function, hand.env, hand.work, at, {"stack": annex.stack} if event is None else event, **kwargs)
 
 
-def json_actions(run: leasekit.LeaseRun) -> list[str]:
-    assert run.lines, run.stderr
-    assert all(isinstance(line, dict) and "action" in line for line in run.lines)
-    return run.actions
+def deploy(aws, project_id: str, instances: int, expiry: str = EXPIRY) -> leasekit.Annex:
+    return leasekit.create_annex(aws, project_id, instances, expiry=expiry)
 
 
-def test_the_subprocess_really_sees_the_faked_clock(aws_env):
-    assert leasekit.clock_in_subprocess(aws_env, AFTER) == pytest.approx(leasekit.utc(AFTER).timestamp(), abs=30)
+def test_the_child_sees_the_faked_clock(hand):
+    assert leasekit.clock_in_child(hand.env, AFTER) == pytest.approx(datetime(2031, 1, 1, 0, 5, tzinfo=timezone.utc).timestamp(), abs=30)
 
 
-def test_expired_annex_of_1000_instances_is_gone_and_the_other_untouched(account, aws_env, tmp_path):
-    aws, net = account
-    expired = leasekit.deploy(aws, net, "Old-Lab", EXPIRY, 1000, refs=2)
-    other = leasekit.deploy(aws, net, "Other-Lab", LATER, 4, refs=2)
-    assert len(leasekit.running_instances(aws, expired)) == 1000
-    before = leasekit.snapshot(aws, other)
-    assert len(before["running"]) == 4 and before["objects"]
+def test_the_deployed_function_is_the_rendered_code_with_its_stack_and_region(aws):
+    annex = deploy(aws, "Deployed-Lab", 1)
+    fn = annex.function
+    assert fn.code == function_code("lease")
+    assert fn.handler == "index.handler"
+    assert fn.variables == {"ANNEX_STACK": annex.stack, "ANNEX_REGION": "us-east-1"}
 
-    run = leasekit.run_lease(aws_env, tmp_path, expired, AFTER)
+
+@pytest.fixture(scope="module")
+def expired(tmp_path_factory):
+    """An account of its own (a thousand instances make moto's instance filters slow for everyone else)
+    with two expired annexes of 8 groups each, one of 1,000 instances and one of 8, and another annex whose
+    lease runs on; both expired leases fire, then the large one's fires again."""
+    with leasekit.account(tmp_path_factory.mktemp("big")) as acct:
+        leasekit.hand_made(acct)
+        with acct.active():
+            aws = acct.aws()
+            big, small = deploy(aws, "Old-Lab", 1000), deploy(aws, "Small-Lab", 8)
+            other = deploy(aws, "Other-Lab", 4, expiry=LATER)
+            groups = aws.groups(big.groups)  # (a full snapshot of 1,000 instances takes moto seconds)
+            before = {"big": {"groups": len(groups), "instances": sum(len(g["Instances"]) for g in groups),
+                              "objects": leasekit.bucket_objects(aws, big.bucket)},
+                      "other": leasekit.snapshot(aws, other)}
+            runs = {"big": lease(acct, big, AFTER), "small": lease(acct, small, AFTER)}
+            after_other = leasekit.snapshot(aws, other)
+            runs["again"] = lease(acct, big, AFTER)
+        for name, run in runs.items():
+            print(f"{name}: calls {dict(sorted(run.calls.items()))}")
+        yield SimpleNamespace(account=acct, big=big, small=small, other=other, before=before, runs=runs, after_other=after_other)
+
+
+@pytest.fixture
+def big_aws(expired):
+    with expired.account.active():
+        yield expired.account.aws()
+
+
+def test_an_expired_annex_of_1000_instances_is_gone(expired, big_aws):
+    aws = big_aws
+    before = expired.before["big"]
+    assert (before["instances"], before["groups"]) == (1000, 8) and len(before["objects"]) == 5
+    run = expired.runs["big"]
     assert run.returncode == 0, run.stderr
-    assert json_actions(run) == ["scale-to-zero", "scale-to-zero", "empty-bucket", "delete-stack"]
-    assert run.seconds < 20, run.seconds
-    gone_entirely(aws, expired)
-    # The lease deleted the stack from its own function: the role it ran as went last, and the deletion finished.
-    assert leasekit.stack_status(aws, expired.stack_id) == "DELETE_COMPLETE"
-    assert leasekit.snapshot(aws, other) == before
+    assert run.actions == ["scale-to-zero"] * 8 + ["empty-bucket", "delete-stack"]
+    assert sorted(line["group"] for line in run.lines[:8]) == sorted(expired.big.groups)
+    assert run.lines[8]["objects"] == len(before["objects"])
+    assert run.lines[9] == {"action": "delete-stack", "stack": expired.big.stack, "reason": "expired", "expiry": EXPIRY}
+    assert run.result == {"stack": expired.big.stack, "ended": True}
+    assert leasekit.gone(aws, expired.big) == []
+    assert leasekit.stack_status(aws, expired.big.stack_id) == "DELETE_COMPLETE"
 
-    again = leasekit.run_lease(aws_env, tmp_path, expired, AFTER)
+
+def test_another_annex_is_untouched(expired, big_aws):
+    aws = big_aws
+    assert len(expired.before["other"]["running"]) == 4
+    assert expired.after_other == expired.before["other"]
+    assert leasekit.snapshot(aws, expired.other) == expired.before["other"]
+
+
+def test_its_aws_calls_do_not_depend_on_the_number_of_instances(expired):
+    big, small = expired.runs["big"], expired.runs["small"]
+    assert small.returncode == 0, small.stderr
+    assert big.calls == small.calls == ending_calls(groups=8)
+
+
+def test_a_second_run_finds_nothing_to_do(expired, big_aws):
+    aws = big_aws
+    again = expired.runs["again"]
     assert again.returncode == 0, again.stderr
-    assert json_actions(again) == ["nothing-to-do"]
+    assert again.actions == ["nothing-to-do"] and again.result == {"stack": expired.big.stack, "ended": True}
     assert again.calls == {"cloudformation.DescribeStacks": 1}
-    assert leasekit.snapshot(aws, other) == before
+    assert leasekit.snapshot(aws, expired.other) == expired.before["other"]
 
 
-def test_aws_calls_of_an_expired_run_do_not_depend_on_the_number_of_instances(account, aws_env, tmp_path):
-    aws, net = account
-    small = leasekit.deploy(aws, net, "Small-Lab", EXPIRY, 2, refs=2)
-    large = leasekit.deploy(aws, net, "Large-Lab", EXPIRY, 1000, refs=2)
-    runs = {n: leasekit.run_lease(aws_env, tmp_path, annex, AFTER) for n, annex in ((2, small), (1000, large))}
-    for n, run in runs.items():
-        assert run.returncode == 0, (n, run.stderr)
-        print(f"{n} instances: {run.seconds:.2f} s, calls {dict(sorted(run.calls.items()))}")
-    assert runs[2].calls == runs[1000].calls
-    assert runs[1000].calls == {
-        "cloudformation.DescribeStacks": 1,
-        "cloudformation.DescribeStackResources": 1,
-        "auto-scaling.UpdateAutoScalingGroup": 2,  # one per group
-        "s3.ListObjectVersions": 1,
-        "s3.DeleteObjects": 1,
-        "cloudformation.DeleteStack": 1,
-    }
-    gone_entirely(aws, small)
-    gone_entirely(aws, large)
-
-
-def test_an_early_run_changes_nothing(account, aws_env, tmp_path):
-    aws, net = account
-    annex = leasekit.deploy(aws, net, "Early-Lab", EXPIRY, 4, refs=2)
+def test_an_early_run_changes_nothing(hand, aws):
+    annex = deploy(aws, "Early-Lab", 4)
     before = leasekit.snapshot(aws, annex)
-    for at in ("2030-12-31 23:00:00", "2030-12-31 23:58:58"):  # an hour early; just outside the minute's grace
-        run = leasekit.run_lease(aws_env, tmp_path, annex, at)
+    for clock in ("2030-12-31 23:00:00", "2030-12-31 23:58:55"):  # an hour early; just outside the minute's grace
+        run = lease(hand, annex, clock)
         assert run.returncode == 0, run.stderr
-        assert json_actions(run) == ["not-expired"]
-        assert run.lines[0]["expiry"] == iso_utc(EXPIRY) and run.lines[0]["seconds_left"] > 60
-        assert set(run.calls) == {"cloudformation.DescribeStacks"}
+        assert run.actions == ["not-expired"] and run.lines[0]["expiry"] == EXPIRY and run.lines[0]["seconds_left"] > 60
+        assert run.result == {"stack": annex.stack, "ended": False}
+        assert run.calls == {"cloudformation.DescribeStacks": 1}
         assert leasekit.snapshot(aws, annex) == before
     # EventBridge fires within the expiry's minute, never meaningfully before: from a minute early it ends the annex.
-    run = leasekit.run_lease(aws_env, tmp_path, annex, "2030-12-31 23:59:30")
-    assert run.returncode == 0 and json_actions(run)[-1] == "delete-stack", run.stderr
-    gone_entirely(aws, annex)
+    run = lease(hand, annex, "2030-12-31 23:59:30")
+    assert run.returncode == 0 and run.actions[-1] == "delete-stack", run.stderr
+    assert leasekit.gone(aws, annex) == []
 
 
-def test_schedules_carry_the_expiry_and_an_extension_moves_them_and_outlives_the_old_expiry(account, aws_env, tmp_path):
-    aws, net = account
-    annex = leasekit.deploy(aws, net, "Extend-Lab", EXPIRY, 6, refs=3)
-    asg, rules = aws.client("autoscaling"), aws.client("events")
-    for group in annex.groups:
-        (action,) = asg.describe_scheduled_actions(AutoScalingGroupName=group)["ScheduledUpdateGroupActions"]
-        assert action["StartTime"] == EXPIRY
-    assert rules.describe_rule(Name=f"{annex.names.stack}-lease")["ScheduleExpression"] == expiry_cron(EXPIRY)
+def test_an_event_naming_another_stack_is_refused(hand, aws):
+    mine, theirs = deploy(aws, "Mine-Lab", 2), deploy(aws, "Theirs-Lab", 2)
+    before = [leasekit.snapshot(aws, a) for a in (mine, theirs)]
+    for event in ({"stack": theirs.stack}, {"stack": ""}, {"stack": mine.stack + "x"}, {"stack": mine.stack.upper()}):
+        run = lease(hand, mine, AFTER, event=event)
+        assert run.returncode == 0, run.stderr
+        assert run.actions == ["refuse"] and run.result == {"stack": mine.stack, "ended": False}
+        assert run.calls == {}
+        assert [leasekit.snapshot(aws, a) for a in (mine, theirs)] == before
+
+
+# What still happens when one kind of call fails: the other steps' actions, in order.
+FAILURES = {
+    GROUP_CALLS: ["empty-bucket", "delete-stack"],
+    "cloudformation.DescribeStackResources": ["scale-to-zero"] * 2 + ["empty-bucket", "delete-stack"],  # groups from the outputs
+    "s3.ListObjectVersions": ["scale-to-zero"] * 2 + ["delete-stack"],
+    "s3.DeleteObjects": ["scale-to-zero"] * 2 + ["delete-stack"],
+    "cloudformation.DeleteStack": ["scale-to-zero"] * 2 + ["empty-bucket"],
+}
+
+
+@pytest.mark.parametrize("failing", list(FAILURES))
+def test_each_step_runs_whatever_fails_and_the_run_raises_at_the_end(hand, aws, failing):
+    annex = deploy(aws, "Failing-Lab-" + failing.rsplit(".", 1)[1], 2)
+    run = lease(hand, annex, AFTER, fail=(failing,))
+    assert run.returncode != 0  # Lambda runs it again
+    assert f"ending {annex.stack} left work undone" in run.stderr and f"{failing.rsplit('.', 1)[1]} failed (injected)" in run.stderr
+    assert [a for a in run.actions if not a.endswith("-failed")] == FAILURES[failing]
+    assert any(a.endswith("-failed") for a in run.actions)
+    assert run.calls[failing] >= 1
+    assert leasekit.running_instances(aws, annex.groups) == []  # whatever failed, no instance runs on
+    if failing != "cloudformation.DeleteStack":
+        assert leasekit.stack_record(aws, annex.stack_id) is None
+        return
+    # The stack survives this run, but no instance does, nor the pool's credential: the bucket is empty (it
+    # stays, so that its name is not freed while the stack names it).
+    assert leasekit.stack_status(aws, annex.stack_id) == "UPDATE_COMPLETE"
+    assert leasekit.bucket_objects(aws, annex.bucket) == {}
+    assert all(g["DesiredCapacity"] == g["MaxSize"] == 0 for g in aws.groups(annex.groups))
+    retry = lease(hand, annex, AFTER)  # Lambda's retry
+    assert retry.returncode == 0, retry.stderr
+    assert retry.actions == ["scale-to-zero", "scale-to-zero", "empty-bucket", "delete-stack"]
+    assert leasekit.gone(aws, annex) == []
+
+
+def test_when_the_stack_cannot_be_read_it_changes_nothing_and_raises(hand, aws):
+    annex = deploy(aws, "Unreadable-Lab", 2)
+    before = leasekit.snapshot(aws, annex)
+    run = lease(hand, annex, AFTER, fail=("cloudformation.DescribeStacks",))
+    assert run.returncode != 0 and "DescribeStacks failed (injected)" in run.stderr
+    assert run.calls == {"cloudformation.DescribeStacks": 1}
+    assert leasekit.snapshot(aws, annex) == before
+
+
+def test_objects_delete_objects_refuses_are_reported_with_the_key_and_aws_code(hand, aws):
+    """DeleteObjects answers 200 with per-key Errors: the refused key (here the pool's credential) and AWS's
+    code are named in the log and in what the run raises; every other step still runs."""
+    annex = deploy(aws, "Refused-Lab", 2)
+    keys = sorted(leasekit.bucket_objects(aws, annex.bucket))
+    run = lease(hand, annex, AFTER, delete_error="AccessDenied annex/pool_password")
+    assert run.returncode != 0
+    assert run.calls == ending_calls(groups=2)
+    (failed,) = [line for line in run.lines if line["action"] == "empty-bucket-failed"]
+    for text in (failed["error"], run.stderr):
+        assert "annex/pool_password" in text and "AccessDenied" in text and "1 object(s)" in text
+    assert run.actions == ["scale-to-zero", "scale-to-zero", "empty-bucket-failed", "delete-stack"]
+    assert "annex/pool_password" in keys and leasekit.running_instances(aws, annex.groups) == []
+    # moto deletes the stack and its bucket with the refused key in it; AWS would fail to delete the bucket,
+    # and the next run (Lambda's retry) would find the stack DELETE_FAILED and empty and delete it again.
+    assert leasekit.stack_record(aws, annex.stack_id) is None
+
+
+def test_an_extension_moves_the_schedules_and_a_left_over_trigger_changes_nothing(hand, aws):
+    annex = deploy(aws, "Extend-Lab", 6)
     created = leasekit.snapshot(aws, annex)
-    assert len(created["running"]) == 6
+    assert created["rule"] == "cron(0 0 1 1 ? 2031)" and len(created["running"]) == 6
+    assert {s[1] for s in created["scheduled"]} == {"2031-01-01T00:00:00+00:00"} and len(created["scheduled"]) == 6
 
+    request = lifecycle.ExtendRequest(annex.project_id, expiry=LATER)
+    lifecycle.execute_extend(lifecycle.plan_extend(request, aws=aws), leasekit.RecordingUi())
     stack = aws.find_stack(annex.stack_id)
-    aws.update_parameters(stack, {"Expiry": iso_utc(LATER), "ExpiryCron": expiry_cron(LATER)},
-                          {ANNEX_TAG: "Extend-Lab", EXPIRY_TAG: iso_utc(LATER)})
-    final = aws.wait(annex.stack_id, lambda s: not s.endswith("_IN_PROGRESS"), first=0.1, longest=1.0)
-    assert final["StackStatus"] == "UPDATE_COMPLETE"
-    assert rules.describe_rule(Name=f"{annex.names.stack}-lease")["ScheduleExpression"] == expiry_cron(LATER)
-    # moto does not update an AWS::AutoScaling::ScheduledAction in place (it has no update handler), so
-    # check what CloudFormation was given: every group's action starts at the Expiry parameter, now LATER.
-    params = {p["ParameterKey"]: p["ParameterValue"] for p in final["Parameters"]}
-    assert params["Expiry"] == iso_utc(LATER) and params["ExpiryCron"] == expiry_cron(LATER)
-    deployed = aws.client("cloudformation").get_template(StackName=annex.stack_id)["TemplateBody"]
-    deployed = deployed if isinstance(deployed, dict) else json.loads(deployed)
-    for i in range(1, 4):
-        assert deployed["Resources"][f"ExpireGroup{i}"]["Properties"]["StartTime"] == {"Ref": "Expiry"}
+    assert stack.status == "UPDATE_COMPLETE" and stack.parameters["Expiry"] == LATER and stack.tags[TAG_EXPIRY] == LATER
     extended = leasekit.snapshot(aws, annex)
-    assert extended["running"] == created["running"]  # the extension replaced no instance, nor any group's
-    assert {name: g[3] for name, g in extended["groups"].items()} == {name: g[3] for name, g in created["groups"].items()}
+    later = datetime(2031, 1, 8, 12, 30, tzinfo=timezone.utc)
+    assert extended["rule"] == expiry_cron(later) == "cron(30 12 8 1 ? 2031)"
+    assert extended["objects"][EXPIRY_KEY] == LATER.encode()  # what the instances' own lease reads
+    # moto cannot update an AWS::AutoScaling::ScheduledAction in place (it has no update handler), so the
+    # actions are checked as CloudFormation was given them: every one starts at the Expiry parameter.
+    template = leasekit.template_of(aws, annex.stack)
+    for i in range(1, 7):
+        assert template["Resources"][f"ExpireGroup{i}"]["Properties"]["StartTime"] == {"Ref": "Expiry"}
+    assert extended["running"] == created["running"] and extended["groups"] == created["groups"]  # no instance replaced
 
-    run = leasekit.run_lease(aws_env, tmp_path, annex, AFTER)  # the old expiry's trigger, left over
+    run = lease(hand, annex, AFTER)  # the old expiry's trigger, left over
     assert run.returncode == 0, run.stderr
-    assert json_actions(run) == ["not-expired"] and run.lines[0]["expiry"] == iso_utc(LATER)
+    assert run.actions == ["not-expired"] and run.lines[0]["expiry"] == LATER
     assert leasekit.snapshot(aws, annex) == extended
 
-    run = leasekit.run_lease(aws_env, tmp_path, annex, "2031-01-08 12:31:00")
+    run = lease(hand, annex, "2031-01-08 12:30:20")
+    assert run.returncode == 0 and run.actions[-1] == "delete-stack", run.stderr
+    assert leasekit.gone(aws, annex) == []
+
+
+# --- an idle instance leaves its group -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def leavers(hand):
+    """An annex of 16 instances (8 groups of 2) and a neighbour of 2."""
+    with hand.active():
+        aws = hand.aws()
+        return SimpleNamespace(annex=deploy(aws, "Leave-Lab", 16, expiry=LATER), neighbour=deploy(aws, "Neighbour-Lab", 2, expiry=LATER))
+
+
+def leave_event(bucket: str, *keys: str) -> dict:
+    return {"Records": [leasekit.s3_record(bucket, key) for key in keys]}
+
+
+def group_of(aws, annex, index: int) -> dict:
+    (group,) = aws.groups([annex.groups[index]])
+    return group
+
+
+def converge(aws, group: dict) -> None:
+    """What AutoScaling does on its own: bring the group to its desired capacity (moto only does it when asked)."""
+    aws.client("autoscaling").set_desired_capacity(AutoScalingGroupName=group["AutoScalingGroupName"], DesiredCapacity=group["DesiredCapacity"])
+
+
+def instance_state(aws, instance: str) -> str:
+    (reservation,) = aws.client("ec2").describe_instances(InstanceIds=[instance])["Reservations"]
+    return reservation["Instances"][0]["State"]["Name"]
+
+
+def assert_left(aws, annex, index: int, instance: str, others_before: dict) -> None:
+    """`instance` is gone from group `index`, which shrank by one, and nothing replaced it."""
+    group = group_of(aws, annex, index)
+    assert (group["DesiredCapacity"], group["MinSize"]) == (1, 0)
+    converge(aws, group)
+    group = group_of(aws, annex, index)
+    assert [i["InstanceId"] for i in group["Instances"]] != [instance] and len(group["Instances"]) == 1
+    assert instance_state(aws, instance) in ("shutting-down", "terminated")
+    assert instance not in leasekit.running_instances(aws, annex.groups)
+    assert {g["AutoScalingGroupName"]: g for g in aws.groups(annex.groups) if g["AutoScalingGroupName"] != group["AutoScalingGroupName"]} == others_before
+
+
+def others(aws, annex, index: int) -> dict:
+    return {g["AutoScalingGroupName"]: g for g in aws.groups(annex.groups) if g["AutoScalingGroupName"] != annex.groups[index]}
+
+
+def test_an_idle_instance_leaves_its_group_which_shrinks(hand, aws, leavers):
+    annex = leavers.annex
+    group = group_of(aws, annex, 2)
+    assert group["DesiredCapacity"] == 2 and len(group["Instances"]) == 2
+    instance = group["Instances"][0]["InstanceId"]
+    before = others(aws, annex, 2)
+    run = lease(hand, annex, "2030-06-01 12:00:00", event=leave_event(annex.bucket, LEAVING_PREFIX + instance))
     assert run.returncode == 0, run.stderr
-    gone_entirely(aws, annex)
+    assert run.result == {"stack": annex.stack, "left": [instance]}
+    assert run.lines == [{"action": "leave", "stack": annex.stack, "instance": instance, "group": annex.groups[2]}]
+    assert run.calls == {"auto-scaling.DescribeAutoScalingInstances": 1, "auto-scaling.TerminateInstanceInAutoScalingGroup": 1}
+    assert_left(aws, annex, 2, instance, before)
 
 
-def test_an_event_naming_another_stack_is_refused(account, aws_env, tmp_path):
-    aws, net = account
-    mine = leasekit.deploy(aws, net, "Mine-Lab", EXPIRY, 2, refs=1)
-    theirs = leasekit.deploy(aws, net, "Theirs-Lab", EXPIRY, 2, refs=1)
-    before = {a.names.stack: leasekit.snapshot(aws, a) for a in (mine, theirs)}
-    for event in ({"stack": theirs.names.stack}, {"stack": ""}, {"stack": mine.names.stack + "x"}):
-        run = leasekit.run_lease(aws_env, tmp_path, mine, AFTER, event=event)
-        assert run.returncode == 0, run.stderr
-        assert json_actions(run) == ["refuse"]
-        assert run.calls == {}
-        assert {a.names.stack: leasekit.snapshot(aws, a) for a in (mine, theirs)} == before
+def test_an_instance_of_another_annex_is_refused_and_untouched(hand, aws, leavers):
+    annex, neighbour = leavers.annex, leavers.neighbour
+    before = [leasekit.snapshot(aws, a) for a in (annex, neighbour)]
+    theirs = before[1]["running"][0]
+    run = lease(hand, annex, "2030-06-01 12:00:00", event=leave_event(annex.bucket, LEAVING_PREFIX + theirs))
+    assert run.returncode == 0, run.stderr
+    assert run.result == {"stack": annex.stack, "left": [None]}
+    assert run.actions == ["leave-refused"] and run.lines[0]["group"] in neighbour.groups
+    assert run.calls == {"auto-scaling.DescribeAutoScalingInstances": 1}
+    assert [leasekit.snapshot(aws, a) for a in (annex, neighbour)] == before
 
 
-def test_scheduled_actions_alone_empty_every_group(account):
-    """Defence (1), on its own: each group has an action that sets it to 0/0/0 at the expiry.
-
-    moto stores scheduled actions but never executes them, so the test checks their configuration and then
-    applies exactly what the action sets, as AutoScaling does at StartTime, with no lease and no stack delete.
-    """
-    aws, net = account
-    annex = leasekit.deploy(aws, net, "Scheduled-Lab", EXPIRY, 9, refs=3)
-    asg = aws.client("autoscaling")
-    for group in annex.groups:
-        (action,) = asg.describe_scheduled_actions(AutoScalingGroupName=group)["ScheduledUpdateGroupActions"]
-        assert action["StartTime"] == EXPIRY
-        assert (action["MinSize"], action["MaxSize"], action["DesiredCapacity"]) == (0, 0, 0)
-        assert not action.get("Recurrence")
-        asg.update_auto_scaling_group(AutoScalingGroupName=group, MinSize=action["MinSize"],
-                                      MaxSize=action["MaxSize"], DesiredCapacity=action["DesiredCapacity"])
-    assert leasekit.running_instances(aws, annex) == []
-    assert all(g["Instances"] == [] and g["DesiredCapacity"] == 0 for g in aws.groups(annex.groups))
+def test_an_instance_in_no_group_is_refused(hand, aws, leavers):
+    ec2 = aws.client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    loner = ec2.run_instances(ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    before = leasekit.snapshot(aws, leavers.annex)
+    run = lease(hand, leavers.annex, "2030-06-01 12:00:00", event=leave_event(leavers.annex.bucket, LEAVING_PREFIX + loner))
+    assert run.returncode == 0, run.stderr
+    assert run.actions == ["leave-refused"] and run.lines[0]["group"] is None
+    assert instance_state(aws, loner) == "running"
+    assert leasekit.snapshot(aws, leavers.annex) == before
 
 
-@pytest.mark.parametrize(
-    "failing, still_done",
-    [
-        ("auto-scaling.UpdateAutoScalingGroup", ["empty-bucket", "delete-stack"]),
-        ("s3.ListObjectVersions", ["scale-to-zero", "scale-to-zero", "delete-stack"]),
-        ("cloudformation.DescribeStackResources", ["empty-bucket", "delete-stack"]),
-        ("cloudformation.DeleteStack", ["scale-to-zero", "scale-to-zero", "empty-bucket", "empty-bucket", "delete-bucket"]),
-    ],
-)
-def test_each_step_runs_whatever_fails_and_the_run_reports_the_failure(account, aws_env, tmp_path, failing, still_done):
-    aws, net = account
-    annex = leasekit.deploy(aws, net, "Failing-Lab", EXPIRY, 4, refs=2)
-    run = leasekit.run_lease(aws_env, tmp_path, annex, AFTER, fail=(failing,))
-    assert run.returncode != 0  # so Lambda's retries run it again
-    assert "left work undone" in run.stderr
-    actions = json_actions(run)
-    assert [a for a in actions if not a.endswith("-failed")] == still_done
-    assert sum(a.endswith("-failed") for a in actions) >= 1
-    assert leasekit.running_instances(aws, annex) == []
-    if failing != "cloudformation.DeleteStack":
-        assert leasekit.stack_status(aws, annex.stack_id) in ("DELETE_COMPLETE", "GONE")
-        return
-    # The stack survives this run, but its instances and the bucket holding the pool's credential do not;
-    # Lambda's retry deletes the stack. (moto's DeleteStack then fails on the bucket that is already gone,
-    # where CloudFormation skips a resource deleted outside it, so only the retry's attempt is checked.)
-    assert leasekit.stack_status(aws, annex.stack_id) == "CREATE_COMPLETE"
-    assert leasekit.bucket_gone(annex.names.bucket)
-    assert all(g["DesiredCapacity"] == g["MaxSize"] == 0 for g in aws.groups(annex.groups))
-    retry = leasekit.run_lease(aws_env, tmp_path, annex, AFTER)
-    assert retry.calls["cloudformation.DeleteStack"] == 1
-    assert json_actions(retry)[:3] == ["scale-to-zero", "scale-to-zero", "empty-bucket-skipped"]
-    assert leasekit.running_instances(aws, annex) == [] and leasekit.bucket_gone(annex.names.bucket)
+MALFORMED = ["", "annex/leaving/", "annex/leaving/i-zz12345678", "annex/leaving/i-0123", "annex/expiry", "annex/leaving/i-0123456789abcdef0/x",
+             "annex/leaving/../leaving/i-0123456789abcdef0", "other/annex/leaving/i-0123456789abcdef0", "annex/leaving/i-0123456789abcdef0 ",
+             "annex/leaving/I-0123456789ABCDEF0", "annex/leaving/i-0123456789abcdef0\n"]
+
+
+def test_a_malformed_key_is_refused_without_a_call(hand, aws, leavers):
+    """One event of many records (S3 may batch them): each malformed key refused, no AWS call made."""
+    before = leasekit.snapshot(aws, leavers.annex)
+    run = lease(hand, leavers.annex, "2030-06-01 12:00:00", event=leave_event(leavers.annex.bucket, *MALFORMED))
+    assert run.returncode == 0, run.stderr
+    assert run.actions == ["leave-refused"] * len(MALFORMED) and run.result == {"stack": leavers.annex.stack, "left": [None] * len(MALFORMED)}
+    assert [line["key"] for line in run.lines] == MALFORMED
+    assert run.calls == {}
+    assert leasekit.snapshot(aws, leavers.annex) == before
+
+
+def test_the_instance_program_asks_to_leave_and_the_lease_lets_it_go(hand, aws, leavers, tmp_path):
+    """End to end: annex-shutdown (as the condor_master runs it) puts its leaving object in the annex's real
+    bucket; the S3 event moto makes of that put (captured through a queue added beside the bucket's own
+    Lambda notification) goes to the lease function; the instance leaves its group, which shrinks."""
+    from instance_env import ImdsServer, Instance
+
+    annex = leavers.annex
+    s3, sqs = aws.client("s3"), aws.client("sqs")
+    # The template's own wiring: puts under annex/leaving/ invoke the lease function. moto's CloudFormation
+    # does not apply a bucket's NotificationConfiguration, so it is applied here as AWS would, from the
+    # deployed template, with a queue beside it that keeps the event S3 sends.
+    (wired,) = leasekit.template_of(aws, annex.stack)["Resources"]["ConfigBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert wired == {"Event": "s3:ObjectCreated:*", "Function": {"Fn::GetAtt": ["LeaseFunction", "Arn"]},
+                     "Filter": {"S3Key": {"Rules": [{"Name": "prefix", "Value": LEAVING_PREFIX}]}}}
+    function_arn = aws.client("lambda").get_function_configuration(FunctionName=annex.function.name)["FunctionArn"]
+    queue = sqs.create_queue(QueueName="leaving-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    prefix = {"Key": {"FilterRules": [{"Name": "prefix", "Value": LEAVING_PREFIX}]}}
+    s3.put_bucket_notification_configuration(Bucket=annex.bucket, NotificationConfiguration={
+        "LambdaFunctionConfigurations": [{"LambdaFunctionArn": function_arn, "Events": [wired["Event"]], "Filter": prefix}],
+        "QueueConfigurations": [{"QueueArn": queue_arn, "Events": [wired["Event"]], "Filter": prefix}],
+    })
+
+    group = group_of(aws, annex, 5)
+    instance = group["Instances"][1]["InstanceId"]
+    before = others(aws, annex, 5)
+    machine = Instance(tmp_path, hand.env)
+    machine.install_programs(instance, annex.bucket)
+    with ImdsServer(instance, terminated_after=1) as imds:
+        done = machine.run([machine.path("/usr/local/sbin/annex-shutdown")], ANNEX_IMDS_URL=imds.url)
+    assert done.returncode == 0, done.stderr.decode()
+    assert machine.calls("shutdown") == ["shutdown -h now"]
+
+    records = leasekit.leaving_events(sqs, queue)
+    assert len(records) == 1 and records[0]["eventSource"] == "aws:s3" and records[0]["s3"]["bucket"]["name"] == annex.bucket
+    assert unquote_plus(records[0]["s3"]["object"]["key"]) == LEAVING_PREFIX + instance  # S3 URL-encodes it (moto even its '/')
+    assert aws.keys(annex.bucket, LEAVING_PREFIX) == {LEAVING_PREFIX + instance}
+    run = lease(hand, annex, "2030-06-01 12:00:00", event={"Records": records})
+    assert run.returncode == 0, run.stderr
+    assert run.result == {"stack": annex.stack, "left": [instance]}
+    assert_left(aws, annex, 5, instance, before)
+
+
+# --- the account-level lease (the set-up stack's sweep) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """An account set up by `condor_annex setup` (longest lease 168 h) on a moto server whose clock the test
+    moves, holding:
+
+    - "Forever-Lab", made a week ago (170 h) through the published template but with an Expiry of 2030
+      (someone calling CloudFormation directly, past condor_annex's own limit check): older than the longest
+      lease; 200 instances in 2 groups;
+    - "Late-Lab", 2 instances in 2 groups, whose expiry has passed when the sweep runs;
+    - "Soon-Lab", ending an hour after the sweep runs;
+    - the set-up stack itself (made a week ago too) and two stacks that are not annexes: one named like an
+      annex without the annex tag, one with the tag but not the name; both with an Expiry long past.
+
+    The sweep runs twice, as deployed (code, handler and environment from the set-up stack), the second
+    time five minutes later, as its schedule fires it."""
+    with leasekit.account(tmp_path_factory.mktemp("swept"), movable_clock=True) as acct:
+        acct.server_clock("-170h")
+        leasekit.set_up(acct, max_lease_hours=168)
+        with acct.active():
+            aws = acct.aws()
+            bystanders = {name: bystander(aws, name, tags) for name, tags in (
+                ("htcondor-annex-lookalike", {"purpose": "not an annex"}), ("lab-website", {"htcondor:AnnexName": "Website"}))}
+            forever = leasekit.create_annex(aws, "Forever-Lab", 200, duration="1d", edit=expiry_of("2030-01-01T00:00:00Z"))
+        acct.server_clock("+0")
+        now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        fired = now + timedelta(hours=2)
+        with acct.active():
+            aws = acct.aws()
+            late = leasekit.create_annex(aws, "Late-Lab", 2, expiry=iso_utc(now + timedelta(hours=1)))
+            soon = leasekit.create_annex(aws, "Soon-Lab", 4, expiry=iso_utc(fired + timedelta(hours=1)))
+            sweep = leasekit.deployed_sweep(aws)
+            watched = {"soon": leasekit.snapshot(aws, soon), "setup": leasekit.stack_record(aws, SETUP_STACK),
+                       **{name: leasekit.stack_record(aws, name) for name in bystanders}}
+            event = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {},
+                     "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{SWEEP_FUNCTION}"]}
+            first = leasekit.run_function(sweep, acct.env, acct.work, leasekit.at(fired), event)
+            second = leasekit.run_function(sweep, acct.env, acct.work, leasekit.at(fired + timedelta(minutes=5)), event)
+        print(f"sweep: calls {dict(sorted(first.calls.items()))}; again: {dict(sorted(second.calls.items()))}")
+        yield SimpleNamespace(account=acct, sweep=sweep, forever=forever, late=late, soon=soon, bystanders=bystanders,
+                              watched=watched, first=first, second=second, now=now)
+
+
+def bystander(aws, name: str, tags: dict) -> str:
+    """A stack that is not an annex, with a resource of its own and an Expiry parameter long past."""
+    body = {"Parameters": {"Expiry": {"Type": "String"}}, "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}
+    aws.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(body), Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                                              Parameters=[{"ParameterKey": "Expiry", "ParameterValue": "2020-01-01T00:00:00Z"}])
+    return name
+
+
+def expiry_of(expiry: str):
+    """A plan edit: the annex's expiry (parameters, tag and the instances' copy) set past the limits."""
+    when = datetime.strptime(expiry, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+    def edit(plan):
+        plan.parameters.update(Expiry=expiry, ExpiryCron=expiry_cron(when))
+        plan.tags[TAG_EXPIRY] = expiry
+        plan.objects[EXPIRY_KEY] = expiry.encode()
+
+    return edit
+
+
+@pytest.fixture
+def saws(swept):
+    with swept.account.active():
+        yield swept.account.aws()
+
+
+def test_the_sweep_is_deployed_with_the_set_up_s_environment(swept):
+    assert swept.sweep.code == function_code("lease")
+    assert swept.sweep.handler == "index.sweep"
+    assert swept.sweep.variables == {"ANNEX_REGION": "us-east-1", "MAX_LEASE_HOURS": "168"}
+
+
+def test_the_sweep_ends_the_annex_older_than_the_longest_lease_and_the_expired_one(swept, saws):
+    first = swept.first
+    assert first.returncode == 0, first.stderr
+    assert swept.forever.published and swept.late.published
+    assert sorted(first.result["ended"]) == sorted([swept.forever.stack, swept.late.stack])
+    reasons = {line["stack"]: (line["reason"], line["expiry"]) for line in first.lines if line["action"] == "delete-stack"}
+    assert reasons == {swept.forever.stack: ("older than the longest lease", "2030-01-01T00:00:00Z"),
+                       swept.late.stack: ("expired", swept.late.expiry)}
+    assert first.actions.count("scale-to-zero") == 4 and first.actions.count("empty-bucket") == 2
+    assert first.lines[-1] == {"action": "sweep", "ended": first.result["ended"], "failed": 0}
+    for annex in (swept.forever, swept.late):
+        assert leasekit.gone(saws, annex) == []
+
+
+def test_the_sweep_leaves_an_annex_within_its_lease_untouched(swept, saws):
+    assert len(swept.watched["soon"]["running"]) == 4
+    assert leasekit.snapshot(saws, swept.soon) == swept.watched["soon"]
+
+
+def test_the_sweep_never_touches_the_set_up_nor_a_stack_that_is_not_an_annex(swept, saws):
+    for name in (SETUP_STACK, *swept.bystanders):
+        record = leasekit.stack_record(saws, name)
+        was = swept.watched["setup" if name == SETUP_STACK else name]
+        assert record is not None and record["StackStatus"] == "CREATE_COMPLETE"
+        assert (record.get("LastUpdatedTime"), record["Parameters"]) == (was.get("LastUpdatedTime"), was["Parameters"])
+    assert saws.client("lambda").get_function_configuration(FunctionName=SWEEP_FUNCTION)["Handler"] == "index.sweep"
+    assert saws.bucket_exists(templates_bucket("123456789012", "us-east-1"))
+    topics = {t["TopicArn"].rsplit(":", 1)[1].split("-Topic-")[0] for t in saws.client("sns").list_topics()["Topics"]}
+    assert set(swept.bystanders) <= topics
+
+
+def test_a_second_sweep_finds_nothing_to_do(swept):
+    second = swept.second
+    assert second.returncode == 0, second.stderr
+    assert second.result == {"ended": []} and second.actions == ["sweep"]
+    # one page of names, then each stack named like an annex described by name: Soon-Lab and the look-alike
+    assert second.calls == {"cloudformation.ListStacks": 1, "cloudformation.DescribeStacks": 2}
+
+
+def test_the_sweep_s_calls_do_not_grow_with_instances(swept):
+    """Forever-Lab has 200 instances and Late-Lab 2, both in 2 groups: ending each costs the same calls."""
+    per_annex = {k: v for k, v in ending_calls(groups=2).items() if k != "cloudformation.DescribeStacks"}
+    # one page of names; a description per stack named like an annex (Forever, Late, Soon, the look-alike)
+    listing = {"cloudformation.ListStacks": 1, "cloudformation.DescribeStacks": 4}
+    assert swept.first.calls == {**listing, **{k: 2 * v for k, v in per_annex.items()}}
+
+
+def test_a_sweep_whose_deletions_fail_still_ends_every_instance_and_raises(swept, saws):
+    """Each step runs whatever fails, for every overdue annex; the run raises at the end (so the next run,
+    five minutes later, finishes the work), naming each annex left undone."""
+    due = [leasekit.create_annex(saws, f"Due-{i}-Lab", 2, expiry=iso_utc(swept.now + timedelta(hours=1))) for i in (1, 2)]
+    soon = leasekit.snapshot(saws, swept.soon)
+    fired = swept.now + timedelta(hours=2)
+    run = leasekit.run_function(swept.sweep, swept.account.env, swept.account.work, leasekit.at(fired), {}, fail=("cloudformation.DeleteStack",))
+    assert run.returncode != 0
+    for annex in due:
+        assert f"ending {annex.stack} left work undone: delete-stack" in run.stderr
+        assert leasekit.running_instances(saws, annex.groups) == [] and leasekit.bucket_objects(saws, annex.bucket) == {}
+        assert leasekit.stack_status(saws, annex.stack_id) == "UPDATE_COMPLETE"
+    assert run.actions.count("scale-to-zero") == 4 and run.actions.count("empty-bucket") == 2 and run.actions.count("delete-stack-failed") == 2
+    assert run.lines[-1] == {"action": "sweep", "ended": [], "failed": 2}
+    assert run.calls["cloudformation.DeleteStack"] == 2
+
+    again = leasekit.run_function(swept.sweep, swept.account.env, swept.account.work, leasekit.at(fired + timedelta(minutes=5)), {})
+    assert again.returncode == 0, again.stderr
+    assert sorted(again.result["ended"]) == sorted(a.stack for a in due)
+    for annex in due:
+        assert leasekit.gone(saws, annex) == []
+    assert leasekit.snapshot(saws, swept.soon) == soon

@@ -98,7 +98,7 @@ def let_leave(stack, record):
     """S3 told us an instance wrote annex/leaving/<id>: if it belongs to one of this annex's groups, take it
     out of its group with the group shrinking by one (so nothing replaces it). S3 gives the key URL-encoded."""
     key = unquote_plus((((record or {}).get("s3") or {}).get("object") or {}).get("key") or "")
-    match = LEAVING.match(key)
+    match = LEAVING.fullmatch(key)  # not .match: its $ would accept a trailing newline
     if not match:
         log("leave-refused", stack=stack, key=key, reason="not annex/leaving/<instance id>")
         return None
@@ -141,13 +141,22 @@ def sweep(event=None, context=None):
     return {"ended": ended}
 
 
+LIVE = ["CREATE_IN_PROGRESS", "CREATE_FAILED", "CREATE_COMPLETE", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED", "ROLLBACK_COMPLETE",
+        "DELETE_FAILED", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_COMPLETE", "UPDATE_FAILED",
+        "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_FAILED", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE"]
+
+
 def annex_stacks(cfn):
-    """Annex stacks (name and tag), not the set-up, not deleted; one call per page of stacks."""
-    for page in cfn.get_paginator("describe_stacks").paginate():
-        for stack in page["Stacks"]:
-            name = stack["StackName"]
-            tags = {t["Key"] for t in stack.get("Tags", [])}
-            if name.startswith(STACK_PREFIX) and name != SETUP_STACK and PROJECT_TAG in tags and stack["StackStatus"] not in GONE:
+    """Annex stacks (name and tag), not the set-up, not deleted: the names from ListStacks (one call per page),
+    then each annex's own description (its role may describe annex stacks only, never the others)."""
+    for page in cfn.get_paginator("list_stacks").paginate(StackStatusFilter=LIVE):
+        for summary in page["StackSummaries"]:
+            name = summary["StackName"]
+            if not name.startswith(STACK_PREFIX) or name == SETUP_STACK:
+                continue
+            stack = describe(cfn, summary.get("StackId") or name)
+            tags = {t["Key"] for t in (stack or {}).get("Tags", [])}
+            if stack and PROJECT_TAG in tags and stack["StackStatus"] not in GONE:
                 yield stack
 
 
@@ -179,12 +188,14 @@ def end_annex(stack, reason, expiry=None):
     bucket = outputs(stack).get("BucketName") or bucket_of(stack, resources)
     if bucket:
         step(failed, "empty-bucket", empty_bucket, bucket)
+    if stack.get("EnableTerminationProtection"):  # set when it was created: it must not keep the annex alive
+        step(failed, "unprotect", cfn.update_termination_protection, EnableTerminationProtection=False, StackName=name)
     if stack["StackStatus"] in BUSY:  # CloudFormation refuses to delete while an operation runs: next time
         failed.append("delete-stack (the stack is " + stack["StackStatus"] + ")")
     elif step(failed, "delete-stack", cfn.delete_stack, StackName=name) is not None:
         log("delete-stack", stack=name, reason=reason, expiry=expiry)
-    elif bucket:
-        step(failed, "delete-bucket", delete_bucket, bucket)
+    # The emptied bucket stays until CloudFormation deletes it with the stack: deleting it here would free
+    # its name (anyone may then claim it) while the stack, and condor_annex, still name it.
     if failed:
         raise RuntimeError(f"ending {name} left work undone: {', '.join(failed)}; run it again")
 
@@ -274,13 +285,3 @@ def empty_bucket(bucket):
                            f"AWS said {first.get('Code')}: {first.get('Message')}")
     log("empty-bucket", bucket=bucket, objects=deleted)
 
-
-def delete_bucket(bucket):
-    try:
-        empty_bucket(bucket)
-        client("s3").delete_bucket(Bucket=bucket)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "NoSuchBucket":
-            raise
-        return
-    log("delete-bucket", bucket=bucket)
