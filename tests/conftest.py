@@ -15,7 +15,7 @@ import pytest
 from tests.support import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
-AWS_FIXTURES = {"moto_server", "aws_env"}
+AWS_FIXTURES = {"moto_server", "aws_env", "module_account"}  # module_account: tests/reliability/conftest.py
 
 
 def pytest_configure(config):

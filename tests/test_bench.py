@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,6 +40,7 @@ def test_startup_times_each_command_and_help_imports_nothing_heavy():
     assert figures["render_imports"] and "heavy modules imported" in report
 
 
+@pytest.mark.aws  # the benchmark starts its own moto server
 def test_aws_calls_are_counted_per_command_and_equal_across_sizes():
     report, figures = bench("aws_calls.py", "--sizes", "1", "3", "--annexes", "1", "2", "--annex-instances", "1")
     assert set(figures["by_size"]) == {"1", "3"}
@@ -63,6 +66,7 @@ def test_aws_calls_are_counted_per_command_and_equal_across_sizes():
     assert "equal across sizes: yes" in report and "status, by number of annexes" in report
 
 
+@pytest.mark.aws  # the benchmark starts its own moto server
 def test_lease_calls_and_what_is_left():
     report, figures = bench("lease.py", "--sizes", "1", "3")
     results = figures["results"]
@@ -77,6 +81,7 @@ def test_lease_calls_and_what_is_left():
     assert "one UpdateAutoScalingGroup per group" in report
 
 
+@pytest.mark.aws  # the benchmark starts its own moto server
 def test_wait_sees_completion_and_returns():
     report, figures = bench("wait.py", "--delays", "0", "1")
     first, second = figures["results"]
