@@ -102,6 +102,15 @@ def acting(region: str) -> None:
     click.get_current_context().find_root().meta["acting"] = region
 
 
+def proceed(ui, question: str, refused: str, region: str) -> bool:
+    """Ask (unless --yes); on yes, from here on an interrupt may leave work half-done in `region`."""
+    if not ui.confirm(question, given("yes")):
+        ui.say(refused)
+        return False
+    acting(region)
+    return True
+
+
 def terminal():
     from .ui import TerminalUi
 
@@ -137,6 +146,18 @@ def main():
     """
 
 
+def when_options(command):
+    """--expiry or --duration: when an annex ends (create and extend take the same forms)."""
+    command = click.option("--duration", help="Or how long from now: 8h, 90m, 2d, 1d12h.")(command)
+    return click.option("--expiry", help="When the annex ends: '2030-12-18 23:59' (local), ISO 8601, a date (its end), or '+8h'.")(command)
+
+
+def money_options(command):
+    """What the ceiling may assume, and what it must not exceed."""
+    command = click.option("--budget", help="Refuse if the annex could cost more than this many USD.")(command)
+    return click.option("--max-price", help="USD per instance-hour to assume where AWS publishes no price.")(command)
+
+
 # --- create --------------------------------------------------------------------------------------
 
 
@@ -144,14 +165,12 @@ def main():
                                          "condor_annex create --project-id 'Lab A' --duration 8h --instances 4 --owner alice --owner bob",
                                          "condor_annex create --project-id 'Lab A' --duration 2d --instances 4 --dry-run --output json"))
 @click.option("--project-id", help="Your project's name, as you like to write it (default: your AWS profile's).")
-@click.option("--expiry", help="When the annex ends: '2030-12-18 23:59' (local), ISO 8601, a date (its end), or '+8h'.")
-@click.option("--duration", help="Or how long from now: 8h, 90m, 2d, 1d12h.")
+@when_options
 @click.option("--instances", required=True, help="How many instances to launch.")
 @click.option("--owner", "owners", multiple=True, help="Whose jobs may run (default: you). Repeat for more.")
 @click.option("--idle", "idle_minutes", default=str(DEFAULT_IDLE_MINUTES), show_default=True, help="Minutes an instance may sit idle before it stops.")
 @click.option("--token-file", help="An IDTOKEN for the instances (scoped to READ, ADVERTISE_STARTD, ADVERTISE_MASTER; ends with the lease).")
-@click.option("--max-price", help="USD per instance-hour to assume where AWS publishes no price.")
-@click.option("--budget", help="Refuse if the annex could cost more than this many USD.")
+@money_options
 @click.option("--dry-run", is_flag=True, help="Show what would be created, and create nothing.")
 @global_options
 @reported
@@ -173,10 +192,8 @@ def create_command(dry_run, **kw):
                    "expiry_utc": plan.parameters["Expiry"], "resume": plan.existing is not None})
         ui.say("Dry run: nothing was created.")
         return 0
-    if not ui.confirm("Finish creating this annex?" if plan.existing else "Create this annex?", given("yes")):
-        ui.say("Nothing was created.")
+    if not proceed(ui, "Finish creating this annex?" if plan.existing else "Create this annex?", "Nothing was created.", plan.region):
         return 1
-    acting(plan.region)
     created = execute_create(plan, ui)
     where = f"--project-id {quote(plan.config.project_id)} --region {plan.region}"
     ui.say(f"Annex {plan.config.project_id!r} is up in {plan.region}: {created.launched} of {plan.config.instances} instances launched; "
@@ -277,10 +294,8 @@ def regions_of(aws):
 @main.command("extend", epilog=examples("condor_annex extend --project-id 'TheNeeds-MooreLab' --expiry '2030-12-20 23:59'",
                                          "condor_annex extend --project-id 'TheNeeds-MooreLab' --duration 12h"))
 @click.option("--project-id", help="The annex's project (default: your AWS profile's).")
-@click.option("--expiry", help="The new expiry (the forms create takes).")
-@click.option("--duration", help="Or how long from now: 8h, 90m, 2d.")
-@click.option("--max-price", help="USD per instance-hour to assume where AWS publishes no price.")
-@click.option("--budget", help="Refuse if the annex could cost more than this many USD.")
+@when_options
+@money_options
 @click.option("--token-file", help="A new IDTOKEN, for an annex that joins with tokens.")
 @click.option("--dry-run", is_flag=True, help="Show the change, and change nothing.")
 @global_options
@@ -302,8 +317,7 @@ def extend_command(dry_run, **kw):
         ui.say("Dry run: nothing was changed.")
         return 0
     question = "Shorten the lease?" if plan.shortens else "Extend the lease?"
-    if not plan.same and not ui.confirm(question, given("yes")):
-        ui.say("Nothing was changed.")
+    if not plan.same and not proceed(ui, question, "Nothing was changed.", plan.stack.region):
         return 1
     acting(plan.stack.region)
     execute_extend(plan, ui)
@@ -339,10 +353,8 @@ def delete_command(project_id, dry_run):
     if dry_run:
         ui.say("Dry run: nothing was deleted.")
         return 0
-    if not ui.confirm(f"Delete annex {plan.project_id!r} in {plan.region}?", given("yes")):
-        ui.say("Nothing was deleted.")
+    if not proceed(ui, f"Delete annex {plan.project_id!r} in {plan.region}?", "Nothing was deleted.", plan.region):
         return 1
-    acting(plan.region)
     execute_delete(plan, ui)
     ui.say(f"Annex {plan.project_id!r} in {plan.region} is gone: instances terminated, bucket and stack deleted.")
     emit_deleted(plan, deleted=True)
@@ -445,10 +457,8 @@ def run_setup(**kw):
     plan = plan_setup(SetupRequest(region=given("region"), profile=given("profile"), **kw))
     for line in setup_summary(plan):
         ui.say(line)
-    if not ui.confirm("Go ahead?" if plan.existing else "Create the set-up?", given("yes")):
-        ui.say("Nothing was changed.")
+    if not proceed(ui, "Go ahead?" if plan.existing else "Create the set-up?", "Nothing was changed.", plan.region):
         return 1
-    acting(plan.region)
     action = execute_setup(plan, ui)
     if action == "unchanged":
         ui.say(f"The set-up in {plan.region} is up to date: nothing to change.")
@@ -469,10 +479,8 @@ def teardown():
     if plan.stack is None:
         ui.say(f"No set-up in {plan.region}; nothing to delete.")
         return 0
-    if not ui.confirm(f"Delete the set-up in {plan.region} (stack {SETUP_STACK}, its network, roles, user group, limits, and bucket {plan.bucket})?", given("yes")):
-        ui.say("Nothing was deleted.")
+    if not proceed(ui, f"Delete the set-up in {plan.region} (stack {SETUP_STACK}, its network, roles, user group, limits, and bucket {plan.bucket})?", "Nothing was deleted.", plan.region):
         return 1
-    acting(plan.region)
     execute_teardown(plan, ui)
     ui.say(f"The set-up in {plan.region} is gone. Key pair {SETUP_NAME} is kept (free; delete it with "
            f"'aws ec2 delete-key-pair --key-name {SETUP_NAME} --region {plan.region}').")
@@ -499,10 +507,8 @@ def add_user_command(name, project_id, file):
     plan = plan_add_user(name, project_id, file, given("region"), given("profile"))
     ui.say(f"condor_annex will create IAM user {plan.name} in the group of annex users (project {plan.project_id!r}),")
     ui.say(f"  make its access key and write it, with the region {plan.region}, to {plan.file} (mode 0600).")
-    if not ui.confirm("Create the user?", given("yes")):
-        ui.say("Nothing was created.")
+    if not proceed(ui, "Create the user?", "Nothing was created.", plan.region):
         return 1
-    acting(plan.region)
     execute_add_user(plan)
     ui.say(f"User {plan.name} is ready. Send {plan.file} to them privately; they run:")
     ui.say(f"  export AWS_CONFIG_FILE=/path/to/{plan.file.name}")

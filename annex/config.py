@@ -98,11 +98,15 @@ def validate_project_id(project_id) -> str:
     return text
 
 
-def validate_instances(instances) -> int:
+def whole_number(value, option: str, unit: str = "") -> int:
     try:
-        count = int(str(instances).strip())
+        return int(str(value).strip())
     except (TypeError, ValueError):
-        raise ConfigError("instances", f"{str(instances)[:40]!r} is not a whole number") from None
+        raise ConfigError(option, f"{str(value)[:40]!r} is not a whole number{unit}") from None
+
+
+def validate_instances(instances) -> int:
+    count = whole_number(instances, "instances")
     if count <= 0:
         raise ConfigError("instances", f"must be at least 1 (got {count})")
     if count > MOST_INSTANCES:
@@ -112,10 +116,7 @@ def validate_instances(instances) -> int:
 
 def validate_idle(minutes) -> int:
     """--idle in minutes: how long an instance may sit unclaimed before it ends itself."""
-    try:
-        value = int(str(minutes).strip())
-    except (TypeError, ValueError):
-        raise ConfigError("idle", f"{str(minutes)[:40]!r} is not a whole number of minutes") from None
+    value = whole_number(minutes, "idle", " of minutes")
     if not 1 <= value <= MOST_IDLE_MINUTES:
         raise ConfigError("idle", f"must be 1 to {MOST_IDLE_MINUTES} minutes (got {value})")
     return value

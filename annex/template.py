@@ -244,39 +244,32 @@ def lease_name():
     return Sub("${AWS::StackName}" + LEASE_SUFFIX)
 
 
+def lambda_function(t: Template, title: str, name, handler: str, code: str, role_arn, description: str, log_name, skips: dict,
+                    log_title: str | None = None, **extra) -> awslambda.Function:
+    """A Lambda function of inline code (annex/functions/), with its own log group kept a month; no reserved
+    concurrency (a new account's quota refuses any reservation, and every function here is idempotent)."""
+    log_group = t.add_resource(logs.LogGroup(
+        log_title or f"{title}LogGroup", LogGroupName=log_name, RetentionInDays=30,
+        Metadata=checkov_skips(CKV_AWS_158="holds only the function's JSON action lines, no secrets; default encryption applies",
+                               CKV_AWS_338="a month of a small function's lines is enough to see what it did; a year would outlive an annex"),
+    ))
+    return t.add_resource(awslambda.Function(
+        title, FunctionName=name, Description=description, Runtime=LAMBDA_RUNTIME, Handler=handler, Code=awslambda.Code(ZipFile=code),
+        Role=role_arn, Timeout=extra.pop("Timeout", 300), MemorySize=128, LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
+        Metadata=checkov_skips(CKV_AWS_115="idempotent; reserving concurrency would take from the account's pool and fail in new accounts", **skips),
+        **extra,
+    ))
+
+
 def add_lease_function(t: Template, role_arn) -> awslambda.Function:
     """Ends this annex at its expiry, and lets an idle instance leave its group (annex/functions/lease.py)."""
-    log_group = t.add_resource(
-        logs.LogGroup(
-            "LeaseLogGroup",
-            LogGroupName=Sub("/aws/lambda/${AWS::StackName}" + LEASE_SUFFIX),
-            RetentionInDays=30,
-            Metadata=checkov_skips(
-                CKV_AWS_158="holds only the lease function's JSON action lines, no secrets; default encryption applies",
-                CKV_AWS_338="the log group ends with the annex; a year's retention would outlive it",
-            ),
-        )
-    )
-    return t.add_resource(
-        awslambda.Function(
-            "LeaseFunction",
-            FunctionName=lease_name(),
-            Description="condor_annex lease: ends this annex at its expiry; lets idle instances leave",
-            Runtime=LAMBDA_RUNTIME,
-            Handler="index.handler",
-            Code=awslambda.Code(ZipFile=function_code("lease")),
-            Role=role_arn,
-            Timeout=300,
-            MemorySize=128,
-            Environment=awslambda.Environment(Variables={"ANNEX_STACK": Ref(AWS_STACK_NAME), "ANNEX_REGION": Ref(AWS_REGION)}),
-            LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
-            Metadata=checkov_skips(
-                CKV_AWS_115="idempotent and fired once; reserving concurrency would take from the account's pool and fail in new accounts",
-                CKV_AWS_116="invoked by one EventBridge rule that retries on its own, and by S3 events; a DLQ would outlive the annex",
-                CKV_AWS_117="it calls only AWS APIs; a VPC would need NAT or endpoints for no gain",
-                CKV_AWS_173="its environment holds only the stack name and region",
-            ),
-        )
+    return lambda_function(
+        t, "LeaseFunction", lease_name(), "index.handler", function_code("lease"), role_arn,
+        "condor_annex lease: ends this annex at its expiry; lets idle instances leave", Sub("/aws/lambda/${AWS::StackName}" + LEASE_SUFFIX),
+        dict(CKV_AWS_116="invoked by one EventBridge rule that retries on its own, and by S3 events; a DLQ would outlive the annex",
+             CKV_AWS_117="it calls only AWS APIs; a VPC would need NAT or endpoints for no gain",
+             CKV_AWS_173="its environment holds only the stack name and region"),
+        log_title="LeaseLogGroup", Environment=awslambda.Environment(Variables={"ANNEX_STACK": Ref(AWS_STACK_NAME), "ANNEX_REGION": Ref(AWS_REGION)}),
     )
 
 

@@ -54,7 +54,7 @@ from ..names import (
     USER_POLICY,
 )
 from ..render import checkov_skips, function_code, published_key, render
-from ..template import RESOURCE_TYPES, Published, build_template
+from ..template import RESOURCE_TYPES, Published, build_template, lambda_function
 
 VPC_CIDR = "10.73.0.0/16"
 SUBNET_CIDRS = ("10.73.0.0/20", "10.73.16.0/20")
@@ -233,23 +233,10 @@ def add_service_role(t: Template, settings: SetupSettings, boundary, lease_role)
 
 
 def add_function(t: Template, title: str, name: str, handler: str, code: str, role_arn, description: str, **extra) -> awslambda.Function:
-    log_group = t.add_resource(logs.LogGroup(
-        f"{title}LogGroup", LogGroupName=f"/aws/lambda/{name}", RetentionInDays=30,
-        Metadata=checkov_skips(CKV_AWS_158="JSON action lines only, no secrets; default encryption applies",
-                               CKV_AWS_338="a month of a small function's lines is enough to see what it did"),
-    ))
-    return t.add_resource(awslambda.Function(
-        title, FunctionName=name, Description=description, Runtime=LAMBDA_RUNTIME, Handler=handler,
-        Code=awslambda.Code(ZipFile=code), Role=role_arn, Timeout=extra.pop("Timeout", 300), MemorySize=128,
-        LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
-        Metadata=checkov_skips(
-            CKV_AWS_115="idempotent and short; reserving concurrency would take from the account's pool and fail in new accounts",
-            CKV_AWS_116="its callers (a schedule, or condor_annex) retry on their own; a dead-letter queue would only hold copies of them",
-            CKV_AWS_117="it must reach AWS APIs and the internet from AWS's own network, not from a VPC",
-            CKV_AWS_173="its environment holds only the region and the longest lease",
-        ),
-        **extra,
-    ))
+    skips = dict(CKV_AWS_116="its callers (a schedule, or condor_annex) retry on their own; a dead-letter queue would only hold copies of them",
+                 CKV_AWS_117="it must reach AWS APIs and the internet from AWS's own network, not from a VPC",
+                 CKV_AWS_173="its environment holds only the region and the longest lease")
+    return lambda_function(t, title, name, handler, code, role_arn, description, f"/aws/lambda/{name}", skips, **extra)
 
 
 def add_sweep(t: Template, settings: SetupSettings, lease_role) -> None:
