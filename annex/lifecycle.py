@@ -396,12 +396,18 @@ def not_found(aws: Aws, project_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class ExtendRequest:
+class AnnexRequest:
+    """Which annex (default: the AWS profile's project), in which region and with which AWS profile."""
+
     project_id: str | None
-    expiry: str | None = None
-    duration: str | None = None
     region: str | None = None
     profile: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtendRequest(AnnexRequest):
+    expiry: str | None = None
+    duration: str | None = None
     max_price: float | None = None
     budget: float | None = None
     token_file: str | None = None
@@ -493,11 +499,8 @@ def execute_extend(plan: ExtendPlan, ui) -> AnnexStack:
 # --- delete ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DeleteRequest:
-    project_id: str | None
-    region: str | None = None
-    profile: str | None = None
+class DeleteRequest(AnnexRequest):
+    """A delete needs no more than which annex."""
 
 
 @dataclass
