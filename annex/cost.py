@@ -359,7 +359,7 @@ def stack_prices(aws, stack, now: datetime | None = None) -> dict[str, float | N
 def spent(groups_instances, prices: dict, now: datetime | None = None) -> tuple[float, float | None]:
     """(instance-hours, USD) the annex's instances have run up so far, from their launch times.
 
-    `groups_instances` is EC2's instance descriptions (as `Aws.group_instances` returns them), flat or as
+    `groups_instances` is EC2's instance descriptions (an annex's `fleet.FleetState.instances`), flat or as
     {group name: [instances]}. Running instances count until `now`; ended ones until the time EC2 gives in
     their StateTransitionReason (else the 60-second minimum). USD is an upper bound (spot at its cap), and
     None when some instance's price is unknown.
@@ -377,15 +377,6 @@ def spent(groups_instances, prices: dict, now: datetime | None = None) -> tuple[
         else:
             total += billed * price
     return hours, (total if known else None)
-
-
-def by_group(instances) -> dict[str, list[dict]]:
-    """EC2 instance descriptions keyed by the AutoScaling group named in their aws:autoscaling:groupName tag."""
-    groups: dict[str, list[dict]] = {}
-    for instance in instances:
-        tags = {t.get("Key"): t.get("Value") for t in instance.get("Tags", [])}
-        groups.setdefault(tags.get("aws:autoscaling:groupName", ""), []).append(instance)
-    return groups
 
 
 def run_seconds(instance: dict, now: datetime) -> float:

@@ -16,7 +16,7 @@ import difflib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from . import condor, cost
+from . import condor, cost, fleet
 from .aws import AnnexStack, Aws, Caller, Network, SetupView
 from .config import (
     AnnexConfig,
@@ -348,8 +348,7 @@ def execute_create(plan: CreatePlan, ui) -> Created:
                         f"'condor_annex status --region {region}' shows them")
         if stack.status != "UPDATE_COMPLETE":
             raise StackFailed(f"starting the instances failed: {aws.first_failure(stack.id)}; the annex exists with no instances; {again}")
-    launched = sum(len(g.get("Instances", [])) for g in aws.groups(stack.groups))
-    return Created(stack, launched)
+    return Created(stack, fleet.read(aws, [stack])[stack.name].launched)
 
 
 def wait_phase(aws: Aws, ui, stack_id: str, phase: str, what: str) -> AnnexStack:

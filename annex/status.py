@@ -6,10 +6,10 @@ stacks, one call per 50 groups and per 200 groups' instances, and one query of t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from . import condor, cost
+from . import condor, cost, fleet
 from .aws import AnnexStack, Aws
 from .config import iso_utc
 from .errors import AnnexError, ConfigError, PoolError
@@ -76,28 +76,20 @@ def region_status(aws: Aws, project_id: str | None, now: datetime) -> list[Annex
         stacks = aws.annex_stacks()
     if not stacks:
         return []
-    names = [g for s in stacks for g in s.groups]
-    groups = {g["AutoScalingGroupName"]: g for g in aws.groups(names)} if names else {}
-    instances = cost.by_group(aws.group_instances(names)) if names else {}
+    fleets = fleet.read(aws, stacks)
     me = aws.caller().user_id
-    return [record(aws, s, groups, instances, me, now) for s in stacks]
+    return [record(aws, s, fleets[s.name], me, now) for s in stacks]
 
 
-def record(aws: Aws, stack: AnnexStack, groups: dict, instances: dict, me: str, now: datetime) -> AnnexStatus:
-    states, desired = {}, 0
-    for name in stack.groups:
-        group = groups.get(name, {})
-        desired += group.get("DesiredCapacity", 0)
-        for inst in group.get("Instances", []):
-            states[inst["LifecycleState"]] = states.get(inst["LifecycleState"], 0) + 1
+def record(aws: Aws, stack: AnnexStack, found: fleet.FleetState, me: str, now: datetime) -> AnnexStatus:
     expiry = stack.expiry
     left = max(0, int((expiry - now).total_seconds())) if expiry else 0
-    hours, spent = cost.spent({n: instances.get(n, []) for n in stack.groups}, cost.stack_prices(aws, stack, now), now)
+    hours, spent = cost.spent(list(found.instances), cost.stack_prices(aws, stack, now), now)
     budget = stack.tags.get(TAG_BUDGET)
     status = AnnexStatus(
         project_id=stack.project_id, region=stack.region, stack=stack.name, stack_status=stack.status, state=state_of(stack, left),
         owner="you" if stack.owner_id == me else (stack.owner_name or stack.owner_id or "unknown"), owner_id=stack.owner_id,
-        expiry_utc=iso_utc(expiry) if expiry else None, seconds_left=left, wanted=stack.wanted, desired=desired, instances=states,
+        expiry_utc=iso_utc(expiry) if expiry else None, seconds_left=left, wanted=stack.wanted, desired=found.desired, instances=dict(found.states),
         instance_types=sorted({s.instance_type for s in cost.stack_slots(stack) if s.instance_type}),
         instance_hours=round(hours, 4), spent_usd=None if spent is None else round(spent, 4),
         most_usd=most(aws, stack, spent, expiry, now), budget_usd=float(budget) if budget else None, bucket=stack.bucket,

@@ -404,8 +404,15 @@ def test_group_instances_reads_launch_times_from_ec2(aws_env):
     for name, size in (("annex-g-1", 3), ("annex-g-2", 2), ("someone-else", 4)):
         autoscaling.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName="lc", MinSize=0,
                                               MaxSize=size, DesiredCapacity=size, AvailabilityZones=[zone])
-    found = Aws("us-east-1").group_instances(["annex-g-1", "annex-g-2"])
+    aws = Aws("us-east-1")
+    found = aws.group_instances(["annex-g-1", "annex-g-2"])
     assert len(found) == 5 and all(i["LaunchTime"] for i in found)
-    assert {g: len(i) for g, i in cost.by_group(found).items()} == {"annex-g-1": 3, "annex-g-2": 2}
+    from annex import fleet
+    from annex.aws import AnnexStack
+
+    one = AnnexStack("s1", "arn:aws:cloudformation:us-east-1:1:stack/s1/x", "CREATE_COMPLETE", outputs={"GroupNames": "annex-g-1"})
+    two = AnnexStack("s2", "arn:aws:cloudformation:us-east-1:1:stack/s2/x", "CREATE_COMPLETE", outputs={"GroupNames": "annex-g-2"})
+    fleets = fleet.read(aws, [one, two])  # each stack's own groups' instances, never someone else's
+    assert (len(fleets["s1"].instances), fleets["s1"].desired, len(fleets["s2"].instances), fleets["s2"].desired) == (3, 3, 2, 2)
     hours, usd = cost.spent(found, {"m5.large": 0.096}, datetime.now(timezone.utc) + timedelta(hours=1))
     assert hours == pytest.approx(5, abs=0.05) and usd == pytest.approx(5 * 0.096, abs=0.01)
