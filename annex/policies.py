@@ -74,9 +74,10 @@ NOT_IAM_ACTIONS = {
     "s3:DeleteBucketAnalyticsConfiguration": "s3:PutAnalyticsConfiguration", "s3:DeleteBucketCors": "s3:PutBucketCORS",
     "s3:DeleteBucketEncryption": "s3:PutEncryptionConfiguration", "s3:DeleteBucketLifecycle": "s3:PutLifecycleConfiguration",
     "s3:DeleteBucketMetricsConfiguration": "s3:PutMetricsConfiguration", "s3:DeleteBucketReplication": "s3:PutReplicationConfiguration",
-    "s3:PutObjectLockConfiguration": "s3:PutBucketObjectLockConfiguration", "lambda:AssociateRuntimeAlias": "(none: not in IAM's reference)",
+    "s3:PutObjectLockConfiguration": "s3:PutBucketObjectLockConfiguration", "lambda:AssociateRuntimeAlias": "",
 }
-EXCLUDED |= {name: f"not an IAM action (authorized by {by})" for name, by in NOT_IAM_ACTIONS.items()}
+EXCLUDED |= {name: f"not an IAM action (authorized by {by})" if by else "not an action IAM's Service Authorization Reference knows"
+             for name, by in NOT_IAM_ACTIONS.items()}
 TAGGED = {f"aws:ResourceTag/{TAG_PROJECT}": "*"}  # an EC2 object an annex stack made
 
 
