@@ -377,6 +377,13 @@ class Aws:
                 refs[lt["LaunchTemplateName"]] = Reference(lt["LaunchTemplateName"], data.get("ImageId", ""), data.get("InstanceType", ""), spot or None)
         return refs
 
+    def foreign_launch_templates(self, names, stack: str) -> list[str]:
+        """Those of `names` that exist as launch templates made outside CloudFormation stack `stack`."""
+        with translated("reading the HTCondorAnnex launch templates"):
+            found = self.client("ec2").describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": list(names)}])["LaunchTemplates"]
+        owner = lambda lt: {t["Key"]: t["Value"] for t in lt.get("Tags", [])}.get("aws:cloudformation:stack-name")  # noqa: E731
+        return sorted(lt["LaunchTemplateName"] for lt in found if owner(lt) != stack)
+
     def _launch_configurations(self, names) -> dict:
         with translated("reading the HTCondorAnnex launch configurations"):
             found = self.client("autoscaling").describe_launch_configurations(LaunchConfigurationNames=names)

@@ -21,7 +21,6 @@ from .aws import AnnexStack, Aws, Caller, Network, SetupView
 from .config import (
     AnnexConfig,
     expiry_cron,
-    format_duration,
     format_time,
     iso_utc,
     make_config,
@@ -33,7 +32,6 @@ from .config import (
 )
 from .errors import AnnexError, AnnexExists, AwsError, ConfigError, PoolError, SetupError, StackFailed, StackNotFound
 from .names import (
-    CONFIG_PREFIX,
     DEFAULT_IDLE_MINUTES,
     PROFILE_PROJECT_SETTING,
     EXPIRY_KEY,
@@ -326,11 +324,10 @@ def execute_create(plan: CreatePlan, ui) -> Created:
         raise PoolError(unreachable_fix(plan.collector))
     aws, region, name = plan.aws, plan.region, plan.stack
     again = f"run the same command again to finish it (or 'condor_annex delete --project-id {quote(plan.config.project_id)} --region {region}')"
-    stack = plan.existing
+    stack = plan.existing  # an interrupted create to finish, or None
     if stack is None:
-        idle = {k: (0 if k.startswith("Count") else v) for k, v in plan.parameters.items()}
-        stack_id = aws.create_stack(name, plan.template, idle, plan.tags, plan.role_arn)
-        stack = None
+        no_instances = {k: (0 if k.startswith("Count") else v) for k, v in plan.parameters.items()}
+        stack_id = aws.create_stack(name, plan.template, no_instances, plan.tags, plan.role_arn)
     else:
         stack_id = stack.id
     if stack is None or stack.busy:
@@ -540,13 +537,3 @@ def execute_delete(plan: DeletePlan, ui) -> None:
 def wait_phase_until_gone(aws: Aws, ui, stack_id: str, project_id: str) -> AnnexStack:
     with ui.working(f"Deleting annex {project_id!r}", TYPICAL["delete"]):
         return aws.wait(stack_id, lambda s: s in ("DELETE_COMPLETE", "DELETE_FAILED"), ui.event)
-
-
-def remaining(expiry: datetime | None, now: datetime | None = None) -> str:
-    if expiry is None:
-        return "unknown"
-    left = expiry - (now or datetime.now(timezone.utc))
-    return "expired" if left.total_seconds() <= 0 else format_duration(left)
-
-
-CONFIG_KEYS = (CONFIG_PREFIX + "condor_config", EXPIRY_KEY)

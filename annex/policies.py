@@ -28,7 +28,6 @@ from .names import (
     CONFIG_PREFIX,
     PARAMETER_PREFIX,
     ROLE_PATH,
-    SETUP_PATH,
     SETUP_STACK,
     SWEEP_FUNCTION,
     STACK_PREFIX,

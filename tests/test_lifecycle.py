@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import re
 import signal
 import subprocess

@@ -81,6 +81,11 @@ def plan_setup(request: SetupRequest, *, aws: Aws | None = None) -> SetupPlan:
     if need_key and key_path.exists():
         raise SetupError(f"{key_path} exists already; move it away or give --key-file for the new {SETUP_NAME} key pair's private key")
     settings = request.settings(check_existing_vpc(aws, request.vpc_id) if request.vpc_id else ())
+    names = [f"{SETUP_NAME}-{i}" for i in range(1, len(settings.instance_types) + 1)]
+    taken = aws.foreign_launch_templates(names, SETUP_STACK)
+    if taken:
+        raise SetupError(f"launch templates {', '.join(taken)} exist already, made by hand (the Quick Start's way); the set-up makes its own: "
+                         "delete them (EC2 console → Launch Templates) and run setup again")
     text = render(build_setup_template(settings), "yaml")
     return SetupPlan(account, aws.region, settings, existing, need_key, key_path, templates_bucket(account, aws.region),
                      published_templates(settings), f"setup-{digest(text)}.yaml", text, aws)

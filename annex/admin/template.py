@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 
 from troposphere import GetAtt, GetAZs, Join, Output, Parameter, Ref, Select, Sub, Tags, Template, Export
-from troposphere import awslambda, ec2, events, iam, logs, s3, ssm
+from troposphere import awslambda, ec2, events, iam, ssm
 
 from .. import policies
 from ..errors import ConfigError
@@ -40,7 +40,6 @@ from ..names import (
     DEFAULT_MAX_LEASE_HOURS,
     EXPORT_PREFIX,
     INSTANCE_TYPE_PATTERN,
-    LAMBDA_RUNTIME,
     LIMITS_PARAMETER,
     MAX_REFERENCES,
     PROBE_FUNCTION,
@@ -53,7 +52,7 @@ from ..names import (
     USER_GROUP,
     USER_POLICY,
 )
-from ..render import checkov_skips, function_code, published_key, render
+from ..render import function_code, published_key, render
 from ..template import RESOURCE_TYPES, Published, build_template, lambda_function
 
 VPC_CIDR = "10.73.0.0/16"

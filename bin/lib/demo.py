@@ -17,9 +17,10 @@ BIN = Path(sys.executable).parent
 PROJECT = "TheNeeds-MooreLab"
 
 
-def run(*args: str) -> None:
-    print(f"\n$ {shlex.join(args)}", flush=True)
-    done = subprocess.run([str(BIN / args[0]), *args[1:]])
+def run(*args: str, env: dict | None = None) -> None:
+    shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items() if k == "AWS_CONFIG_FILE")
+    print(f"\n$ {(shown + ' ') if shown else ''}{shlex.join(args)}", flush=True)
+    done = subprocess.run([str(BIN / args[0]), *args[1:]], env=env)
     if done.returncode != 0:
         sys.exit(f"demo: {args[0]} exited {done.returncode}")
 
@@ -34,7 +35,7 @@ def point_at(url: str, work: Path) -> None:
     os.environ.pop("AWS_PROFILE", None)
 
 
-def lifecycle(work: Path) -> None:
+def lifecycle(work: Path) -> str:
     account = prepare_account()
     print(f"demo: prepared the account as the seed's Quick Start does by hand: key pair, VPC {account['vpc']}, "
           f"subnets {', '.join(account['subnets'])}, launch templates HTCondorAnnex-1..3 with spot prices.")
@@ -48,6 +49,42 @@ def lifecycle(work: Path) -> None:
     run("condor_annex", "status", "--project-id", PROJECT, "--output", "json")
     run("condor_annex", "delete", "--project-id", PROJECT, "--yes")
     run("condor_annex", "status")
+    return account["vpc"]
+
+
+def administrators_way(work: Path, vpc: str) -> None:
+    """The seed's proposed first-time set-up: an administrator's one command, a user file for the doctor,
+    and the doctor running the lifecycle with nothing but that file (and only within the boundary)."""
+    print("\ndemo: now the administrator's way: one set-up, then a low-privilege user for the doctor.")
+    ec2 = aws_client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    for template in ec2.describe_launch_templates()["LaunchTemplates"]:  # the set-up makes its own references
+        ec2.delete_launch_template(LaunchTemplateId=template["LaunchTemplateId"])
+    print("demo: the administrator removed the hand-made launch templates; the set-up makes its own.")
+    run("condor_annex", "setup", "--vpc-id", vpc, "--ami", image, "--instance-types", "m5.large,c5.large", "--spot-price", "0.05",
+        "--max-instances", "32", "--max-lease-hours", "72", "--yes")
+    iam = aws_client("iam")
+    if "HTCondorAnnexUsers" not in {g["GroupName"] for g in iam.list_groups()["Groups"]}:
+        print("demo: (moto does not create IAM groups from templates: the demo makes HTCondorAnnexUsers as the stack would)")
+        iam.create_group(GroupName="HTCondorAnnexUsers")
+        arn = next(o["OutputValue"] for o in aws_client("cloudformation").describe_stacks(StackName="htcondor-annex-setup")["Stacks"][0]["Outputs"]
+                   if o["OutputKey"] == "UserPolicyArn")
+        iam.attach_group_policy(GroupName="HTCondorAnnexUsers", PolicyArn=arn)
+    profile = work / "needsmoore.htcondor-annex"
+    run("condor_annex", "setup", "add-user", "needsmoore", "--project-id", PROJECT, "--file", str(profile), "--yes")
+    doctor = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    doctor["AWS_CONFIG_FILE"] = str(profile)
+    run("condor_annex", "create", "--duration", "2d", "--instances", "4", "--yes", env=doctor)
+    run("condor_annex", "status", env=doctor)
+    run("condor_annex", "delete", "--yes", env=doctor)
+    run("condor_annex", "setup", "remove-user", "needsmoore", "--yes")
+    run("condor_annex", "setup", "--delete", "--yes")
+
+
+def aws_client(service: str):
+    import boto3
+
+    return boto3.client(service, region_name="us-east-1")
 
 
 def main() -> int:
@@ -55,7 +92,7 @@ def main() -> int:
     with moto_server() as url:
         print(f"demo: a local stand-in for AWS (moto) is listening on {url}; nothing here touches a real account.")
         point_at(url, work)
-        lifecycle(work)
+        administrators_way(work, lifecycle(work))
     print("\ndemo: done. To use a real account, unset AWS_ENDPOINT_URL and configure AWS credentials (aws configure).")
     return 0
 

@@ -19,7 +19,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,32 +97,8 @@ class Account:
         sandbox.stop_server(self.proc)
 
 
-# moto 5.2.5 answers 500 to DescribeStacks of a deleted stack that had exports (it works out the deleted
-# stack's outputs again, and their exports fail): AWS describes a deleted stack by its id, without outputs.
-# The set-up stack has exports, and `setup --delete` watches it by id. Added to sandbox's corrected server.
-DELETED_STACKS = """
-from moto.cloudformation import models as _cfn
-_outputs = _cfn.Stack.outputs
-_cfn.Stack.outputs = property(lambda self: None if self.status == "DELETE_COMPLETE" else _outputs.fget(self))
-"""
-SERVER = sandbox.SERVER.replace("from moto.server import main", DELETED_STACKS + "from moto.server import main")
-
-
 def start_server(extra_env: dict) -> tuple[subprocess.Popen, str]:
-    """sandbox.start_moto_server with DELETED_STACKS corrected too."""
-    port = sandbox.free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, "-H", "127.0.0.1", "-p", str(port)], env={**os.environ, **extra_env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/moto-api/data.json", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the moto server did not start within 30 s")
+    return sandbox.start_moto_server(extra_env)
 
 
 def start_account(home: Path) -> Account:

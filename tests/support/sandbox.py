@@ -86,7 +86,7 @@ def free_port() -> int:
 # moto 5.2 evaluates a conditional Deny in an S3 bucket policy as if its condition held even when the request
 # carries none of the condition's keys, and it knows no aws:SecureTransport: every TLS-only bucket policy
 # (ours, and AWS's own recommendation) then refuses every request. AWS reads a condition on an absent key as
-# false, so such a Deny does not apply. The server below runs moto with that one rule corrected.
+# false, so such a Deny does not apply. The server below runs moto with that rule corrected (and one more).
 SERVER = """
 import sys
 from moto.iam import access_control as ac
@@ -99,6 +99,11 @@ def is_action_permitted(self, action, resource="*", principal=None, incoming_con
         return ac.PermissionResult.NEUTRAL
     return result
 ac.IAMPolicyStatement.is_action_permitted = is_action_permitted
+# moto 5.2.5 also answers 500 to DescribeStacks of a deleted stack that had exports (it works the deleted
+# stack's outputs out again, and their exports fail); AWS describes a deleted stack by its id, without outputs.
+from moto.cloudformation import models as _cfn
+_outputs = _cfn.Stack.outputs
+_cfn.Stack.outputs = property(lambda self: None if self.status == "DELETE_COMPLETE" else _outputs.fget(self))
 from moto.server import main
 sys.exit(main(sys.argv[1:]))
 """
