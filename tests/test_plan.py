@@ -611,6 +611,11 @@ def test_the_fake_serves_the_administrators_set_up_too(tmp_path, ui):
     from annex.admin.setup import SetupRequest, execute_setup, execute_teardown, plan_setup, plan_teardown
 
     fake = FakeAws(now=NOW, network=None)
+    fake.hand_made_templates = ("HTCondorAnnex-1",)  # the Quick Start's: the set-up refuses before making anything
+    with pytest.raises(SetupError, match="HTCondorAnnex-1 exist already, made by hand"):
+        plan_setup(SetupRequest(instance_types=("m7i.large",), key_file=str(tmp_path / "key.pem")), aws=fake)
+    assert fake.mutations() == []
+    fake.hand_made_templates = ()
     plan = plan_setup(SetupRequest(instance_types=("m7i.large",), key_file=str(tmp_path / "key.pem")), aws=fake)
     assert plan.need_key and plan.existing is None and fake.mutations() == []
     assert execute_setup(plan, ui) == "create"

@@ -321,6 +321,11 @@ class FakeAws:
             raise SetupError(f"no launch templates named {REFERENCE_PREFIX}1..{MAX_REFERENCES} in {self.region}")
         return self.references
 
+    def foreign_launch_templates(self, names, stack: str) -> list[str]:
+        """Hand-made launch templates among `names` (set `hand_made_templates` to have some)."""
+        self._call("foreign_launch_templates", tuple(names), stack)
+        return sorted(n for n in getattr(self, "hand_made_templates", ()) if n in set(names))
+
     # --- stacks ------------------------------------------------------------------------------------------
 
     def find_stack(self, name: str) -> AnnexStack | None:
