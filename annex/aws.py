@@ -378,11 +378,17 @@ class Aws:
         return refs
 
     def foreign_launch_templates(self, names, stack: str) -> list[str]:
-        """Those of `names` that exist as launch templates made outside CloudFormation stack `stack`."""
+        """Those of `names` that exist as launch templates stack `stack` did not make."""
+        cfn = self.client("cloudformation")
         with translated("reading the HTCondorAnnex launch templates"):
             found = self.client("ec2").describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": list(names)}])["LaunchTemplates"]
-        owner = lambda lt: {t["Key"]: t["Value"] for t in lt.get("Tags", [])}.get("aws:cloudformation:stack-name")  # noqa: E731
-        return sorted(lt["LaunchTemplateName"] for lt in found if owner(lt) != stack)
+            try:
+                made = {r.get("PhysicalResourceId") for r in cfn.describe_stack_resources(StackName=stack)["StackResources"]}
+            except ClientError as error:
+                if "does not exist" not in str(error):
+                    raise
+                made = set()
+        return sorted(lt["LaunchTemplateName"] for lt in found if lt["LaunchTemplateId"] not in made)
 
     def _launch_configurations(self, names) -> dict:
         with translated("reading the HTCondorAnnex launch configurations"):
