@@ -4,7 +4,6 @@ and the file's one serialisation."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import subprocess
@@ -61,7 +60,6 @@ def test_check_passes_on_the_file_and_fails_when_an_action_is_lacking(monkeypatc
     assert "bin/refresh-permissions" in text
 
 
-@pytest.mark.skipif(importlib.util.find_spec("parliament") is None, reason="generating needs parliament")
 def test_generate_takes_the_lists_from_the_schema_and_the_scopes_from_the_reference():
     content = permissions.generate(["AWS::Lambda::Permission"])
     assert content["source"]["iam-definition"].startswith("parliament ")
