@@ -1,3 +1,3 @@
-from .cli import entry
+from .cli.main import entry
 
 entry(prog_name="condor_annex")

@@ -14,7 +14,9 @@ SETUP_STACK = "htcondor-annex-setup"
 USER_GROUP = "HTCondorAnnexUsers"
 USER_POLICY = "HTCondorAnnexUser"
 ROLE_BOUNDARY_POLICY = "HTCondorAnnexRoleBoundary"
-EXPORT_PREFIX = SETUP_NAME + "-"  # the set-up stack's exports, imported by the published annex templates
+EXPORT_PREFIX = (
+    SETUP_NAME + "-"
+)  # the set-up stack's exports, imported by the published annex templates
 PARAMETER_PREFIX = "/htcondor-annex/"
 LIMITS_PARAMETER = PARAMETER_PREFIX + "limits"
 SETUP_PATH = "/htcondor-annex-setup/"  # IAM path of the set-up's own roles and policies
@@ -27,7 +29,9 @@ STACK_MAX = 54
 ROLE_PATH = "/htcondor-annex/"  # IAM path of the roles annex stacks create
 CONFIG_PREFIX = "annex/"  # where the instances find their configuration in the annex bucket
 EXPIRY_KEY = CONFIG_PREFIX + "expiry"
-LEAVING_PREFIX = CONFIG_PREFIX + "leaving/"  # an instance that ends itself writes leaving/<instance id>
+LEAVING_PREFIX = (
+    CONFIG_PREFIX + "leaving/"
+)  # an instance that ends itself writes leaving/<instance id>
 LEASE_SUFFIX = "-lease"  # the lease function, its rule and log group: <stack>-lease
 
 # Stack tags (CloudFormation copies them onto the resources it creates).
@@ -65,4 +69,6 @@ LAMBDA_RUNTIME = "python3.12"
 SWEEP_FUNCTION = SETUP_NAME + "Sweep"  # the account-level lease
 PROBE_FUNCTION = SETUP_NAME + "Probe"  # can AWS reach the pool's collector?
 SWEEP_MINUTES = 5
-PROFILE_PROJECT_SETTING = "htcondor_annex_project_id"  # an AWS profile's project, written by `setup add-user`
+PROFILE_PROJECT_SETTING = (
+    "htcondor_annex_project_id"  # an AWS profile's project, written by `setup add-user`
+)

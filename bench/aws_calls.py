@@ -47,7 +47,7 @@ def lifecycle_calls(url: str, work: Path, instances: int) -> dict[str, dict]:
 def status_calls(url: str, work: Path, annexes: int, instances: int) -> dict:
     """`status` over `annexes` annexes of `instances` instances each."""
     fresh_account(url, work)
-    from annex.aws import Aws
+    from annex.aws.session import Aws
 
     aws = Aws()
     groups = sum(len(deploy(f"Bench-{i:03d}", expiry(2), instances, aws)["groups"]) for i in range(annexes))

@@ -53,7 +53,7 @@ def fresh_account(url: str, work: Path) -> None:
     tests/support/sandbox.py tags two /20 subnets (4,091 addresses each); moto starts all of a group's
     instances in its first subnet, so the tagged subnet here is one /18 (16,379 addresses) instead, as an
     administrator would size it for the largest annexes the raised limits allow."""
-    from annex.aws import Aws
+    from annex.aws.session import Aws
     from annex.names import DEFAULT_LIMITS, LIMITS_PARAMETER, SETUP_NAME
     from tests.support.sandbox import prepare_account, write_pool
 
@@ -114,7 +114,7 @@ class Calls:
 
 def run_cli(*args: str) -> tuple[int, str]:
     """condor_annex in this process (so its AWS calls can be counted): exit code and everything it printed."""
-    from annex.cli import main
+    from annex.cli.main import main
 
     out = io.StringIO()
     code = 0
@@ -142,22 +142,24 @@ def deploy(project_id: str, expiry_text: str, instances: int, aws=None) -> dict:
     """An annex as create makes it (the product's discovery, template, parameters and tags), in one stack
     operation and without the pool side or the bucket's objects, through one session, so a hundred take
     seconds. Returns what the benches need: config, names (.stack, .bucket), stack_id, stack, groups."""
-    from annex.aws import Aws
-    from annex.config import iso_utc, make_config, parse_expiry, stack_name
-    from annex.lifecycle import stack_parameters
+    from annex.aws.session import Aws
+    from annex.config.when import iso_utc
+    from annex.config.request import make_config, parse_expiry
+    from annex.interface import stack_name
+    from annex.lifecycle.create import stack_parameters
     from annex.names import TAG_CREDENTIAL, TAG_EXPIRY, TAG_INSTANCES, TAG_OWNER, TAG_OWNER_NAME, TAG_PROJECT
-    from annex.render import compact
-    from annex.template import build_template
+    from annex.template.render import compact
+    from annex.template.annex import build_template
 
     aws = aws or Aws()
-    network, refs, caller = aws.discover_network(), aws.discover_references(), aws.caller()
+    network, refs, caller = aws.ec2.discover_network(), aws.ec2.discover_references(), aws.caller()
     config = make_config(project_id, parse_expiry(expiry_text)[0], instances, refs, region=aws.region)
     template = build_template(len(config.references))
     tags = {TAG_PROJECT: project_id, TAG_EXPIRY: iso_utc(config.expiry), TAG_OWNER: caller.user_id, TAG_OWNER_NAME: caller.name,
             TAG_INSTANCES: str(instances), TAG_CREDENTIAL: "PASSWORD"}
     name = stack_name(project_id)
-    stack_id = aws.create_stack(name, compact(template), stack_parameters(config, network, 9618, caller, template), tags)
-    final = aws.wait(stack_id, lambda s: not s.endswith("_IN_PROGRESS"), first=0.05, longest=0.5)
+    stack_id = aws.stacks.create(name, compact(template), stack_parameters(config, network, 9618, caller, template), tags)
+    final = aws.stacks.wait(stack_id, lambda s: not s.endswith("_IN_PROGRESS"), first=0.05, longest=0.5)
     if final.status != "CREATE_COMPLETE":
         raise SystemExit(f"bench: annex {project_id} ended {final.status}: {final.reason}")
     return {"config": config, "names": SimpleNamespace(stack=name, bucket=final.bucket), "stack_id": stack_id, "stack": final,

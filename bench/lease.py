@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import leasekit  # noqa: E402
-from annex.config import iso_utc  # noqa: E402
+from annex.config.when import iso_utc# noqa: E402
 
 REFERENCES = 8
 
@@ -56,9 +56,9 @@ def start_up(env: dict, at: str, repeat: int = 3) -> float:
 
 def left_over(aws, annex) -> dict:
     """What remains of the annex: stack status, its groups, its instances that are pending or running, bucket."""
-    groups = aws.groups(annex.groups)
+    groups = aws.groups.describe(annex.groups)
     return {"stack": leasekit.stack_status(aws, annex.stack_id), "groups": len(groups), "desired": sum(g["DesiredCapacity"] for g in groups),
-            "running": len(leasekit.running_instances(aws, annex.groups)), "bucket": aws.bucket_exists(annex.bucket)}
+            "running": len(leasekit.running_instances(aws, annex.groups)), "bucket": aws.s3.exists(annex.bucket)}
 
 
 def measure(size: int, expiry: datetime, fires: datetime, work: Path) -> tuple[dict, float]:

@@ -35,7 +35,7 @@ MUST_NOT = {"--help": ("boto3", "botocore", "troposphere", "cfnlint", "rich"), "
 PROBE = """
 import json, sys
 sys.argv = ["condor_annex", *json.loads(sys.argv[1])]
-from annex.cli import main
+from annex.cli.main import main
 try:
     main()
 except SystemExit:

@@ -30,7 +30,7 @@ from common import counted_cli, expiry, fresh_account, local_aws
 
 
 class Instrument:
-    """Wraps Aws.create_stack, Aws.update_stack and Aws.stack for one command run."""
+    """Wraps Stacks.create, Stacks.update and Stacks.get (annex/aws/cloudformation.py) for one command run."""
 
     def __init__(self, delay: float):
         self.delay = delay
@@ -39,23 +39,23 @@ class Instrument:
         self.stack_id = None
 
     def install(self):
-        from annex.aws import Aws
+        from annex.aws.cloudformation import Stacks
 
-        original = {name: getattr(Aws, name) for name in ("create_stack", "update_stack", "stack")}
+        original = {name: getattr(Stacks, name) for name in ("create", "update", "get")}
         instrument = self
 
         def create_stack(aws, *args, **kwargs):
-            stack_id = original["create_stack"](aws, *args, **kwargs)
+            stack_id = original["create"](aws, *args, **kwargs)
             instrument.written["CREATE"], instrument.stack_id = time.perf_counter(), stack_id
             return stack_id
 
         def update_stack(aws, *args, **kwargs):
-            changed = original["update_stack"](aws, *args, **kwargs)
+            changed = original["update"](aws, *args, **kwargs)
             instrument.written["UPDATE"] = time.perf_counter()
             return changed
 
         def stack(aws, stack_id):
-            found = original["stack"](aws, stack_id)
+            found = original["get"](aws, stack_id)
             if stack_id != instrument.stack_id or not instrument.written:
                 return found
             now, operation = time.perf_counter(), list(instrument.written)[-1]
@@ -64,17 +64,17 @@ class Instrument:
             instrument.polls.append((now, operation, found.status))
             return found
 
-        Aws.create_stack, Aws.update_stack, Aws.stack = create_stack, update_stack, stack
-        return lambda: [setattr(Aws, name, method) for name, method in original.items()]
+        Stacks.create, Stacks.update, Stacks.get = create_stack, update_stack, stack
+        return lambda: [setattr(Stacks, name, method) for name, method in original.items()]
 
     def completes(self, operation: str) -> float:
         return self.written[operation] + self.delay
 
 
 def last_event(stack_id: str) -> datetime | None:
-    from annex.aws import Aws
+    from annex.aws.session import Aws
 
-    events = Aws().stack_events(stack_id)
+    events = Aws().stacks.events(stack_id)
     done = [e["Timestamp"] for e in events if e["LogicalResourceId"] == e["StackName"] and e["ResourceStatus"].endswith("_COMPLETE")]
     return max(done) if done else None
 

@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:  # bench/lease.py imports this module too
 import yaml  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
-from annex.aws import Aws  # noqa: E402
+from annex.aws.session import Aws# noqa: E402
 from annex.names import LEASE_SUFFIX, LIMITS_PARAMETER, SETUP_STACK, SWEEP_FUNCTION  # noqa: E402
 from tests.support import sandbox  # noqa: E402
 
@@ -210,7 +210,7 @@ def create_annex(aws: Aws, project_id: str, instances: int, expiry: str | None =
     """What `condor_annex create` does: plan_create, then execute_create (create asking for no instances,
     upload the configuration, update the counts). `edit(plan)` may change the plan first, as someone
     calling CloudFormation directly could (e.g. an expiry beyond the administrator's limits)."""
-    from annex import lifecycle
+    from annex.lifecycle import create as lifecycle
 
     plan = lifecycle.plan_create(lifecycle.CreateRequest(project_id, instances, expiry=expiry, duration=duration), aws=aws)
     if edit:
@@ -358,17 +358,17 @@ def running_instances(aws: Aws, groups: list[str]) -> list[str]:
 
 def bucket_objects(aws: Aws, bucket: str) -> dict | None:
     """Every object's body by key; None when the bucket is gone (head_bucket answers 404)."""
-    if not aws.bucket_exists(bucket):
+    if not aws.s3.exists(bucket):
         return None
     s3 = aws.client("s3")
-    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in sorted(aws.keys(bucket))}
+    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in sorted(aws.s3.keys(bucket))}
 
 
 def snapshot(aws: Aws, annex: Annex) -> dict:
     """Everything a lease run could change about one annex, in comparable form."""
     asg = aws.client("autoscaling")
     groups = {g["AutoScalingGroupName"]: (g["MinSize"], g["MaxSize"], g["DesiredCapacity"], sorted(i["InstanceId"] for i in g["Instances"]))
-              for g in aws.groups(annex.groups)}
+              for g in aws.groups.describe(annex.groups)}
     scheduled = sorted((a["AutoScalingGroupName"], a["StartTime"].isoformat(), a["MinSize"], a["MaxSize"], a["DesiredCapacity"])
                        for g in groups for a in asg.describe_scheduled_actions(AutoScalingGroupName=g)["ScheduledUpdateGroupActions"])
     stack = stack_record(aws, annex.stack_id)
@@ -391,9 +391,9 @@ def gone(aws: Aws, annex: Annex) -> list[str]:
     left = []
     if stack_record(aws, annex.stack_id) is not None:
         left.append(f"stack {stack_status(aws, annex.stack_id)}")
-    left += [f"group {g['AutoScalingGroupName']}" for g in aws.groups(annex.groups)]
+    left += [f"group {g['AutoScalingGroupName']}" for g in aws.groups.describe(annex.groups)]
     left += [f"instance {i}" for i in running_instances(aws, annex.groups)]
-    if aws.bucket_exists(annex.bucket):
+    if aws.s3.exists(annex.bucket):
         left.append(f"bucket {annex.bucket}")
     for what, call in (("rule", lambda: aws.client("events").describe_rule(Name=annex.stack + LEASE_SUFFIX)),
                        ("function", lambda: aws.client("lambda").get_function(FunctionName=annex.stack + LEASE_SUFFIX))):

@@ -28,9 +28,9 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
-from annex.config import split_instances
+from annex.config.request import split_instances
 from annex.names import LIMITS_PARAMETER, SETUP_STACK, SWEEP_FUNCTION, TAG_OWNER, TAG_PROJECT
-from annex.parameters import check_parameters
+from annex.template.parameters import check_parameters
 from tests.support.account import (
     ACCOUNT,
     REGION,

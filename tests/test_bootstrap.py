@@ -14,10 +14,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from annex import condor
+from annex.pool.config import IDTOKENS, PASSWORD, Pool
+from annex.pool.credential import Credential
+from annex.pool.instance import CONFIG_FILE, PASSWORD_FILE, PROGRAMS, TOKEN_DIR, bucket_objects
 from troposphere import Template
 
-from annex import template
+from annex.template import annex as template
 from instance_env import INSTANCE, REGION, ImdsServer, Instance, closed_port_url, jwt, leaving, mode, no_retries
 
 BUCKET = "htcondor-annex-lab-0123456789ab"
@@ -26,17 +28,17 @@ EXPIRY = "2099-01-01T00:00:00Z"
 SECRET = b"\x00\xffpool-password-" + secrets.token_hex(16).encode()
 
 
-def pool() -> condor.Pool:
-    return condor.Pool(config_file="/dev/null", collector_host="cm.example.org:9618", methods=("FS", "PASSWORD", "IDTOKENS"))
+def pool() -> Pool:
+    return Pool(config_file="/dev/null", collector_host="cm.example.org:9618", methods=("FS", "PASSWORD", "IDTOKENS"))
 
 
-def password() -> condor.Credential:
-    return condor.Credential(condor.PASSWORD, SECRET, "/pool/password_file")
+def password() -> Credential:
+    return Credential(PASSWORD, SECRET, "/pool/password_file")
 
 
-def token() -> condor.Credential:
+def token() -> Credential:
     raw = jwt({"sub": "annex@cm.example.org", "iss": "cm.example.org"})
-    return condor.Credential(condor.IDTOKENS, raw + b"\n", "/tmp/token", "annex@cm.example.org")
+    return Credential(IDTOKENS, raw + b"\n", "/tmp/token", "annex@cm.example.org")
 
 
 def user_data() -> str:
@@ -50,7 +52,7 @@ def user_data() -> str:
 def upload(credential, objects=None):
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
-    objects = condor.bucket_objects("Lab", pool(), credential, ["alice"], 900, EXPIRY) if objects is None else objects
+    objects = bucket_objects("Lab", pool(), credential, ["alice"], 900, EXPIRY) if objects is None else objects
     for key, body in objects.items():
         s3.put_object(Bucket=BUCKET, Key=key, Body=body)
     return objects
@@ -76,7 +78,7 @@ def assert_no_secret(out, secret):
 def assert_powered_off(instance):
     assert instance.calls("shutdown") == ["shutdown -h now"]
     assert not [c for c in instance.calls("systemctl") if "condor" in c.split()]
-    assert not instance.path(condor.CONFIG_FILE).exists()
+    assert not instance.path(CONFIG_FILE).exists()
     assert not [c for c in instance.calls("aws") if "autoscaling" in c]  # the instance never calls AutoScaling
 
 
@@ -96,12 +98,12 @@ def test_bootstrap_installs_the_pool_password_config_and_programs_and_starts_htc
     assert out.returncode == 0, out.stderr.decode()
     assert_no_secret(out, SECRET)
 
-    config = instance.path(condor.CONFIG_FILE)
+    config = instance.path(CONFIG_FILE)
     assert config.read_bytes() == objects["annex/condor_config"] and mode(config) == 0o644
-    secret = instance.path(condor.PASSWORD_FILE)
+    secret = instance.path(PASSWORD_FILE)
     assert secret.read_bytes() == SECRET and mode(secret) == 0o600  # root's: user data runs as root
     assert mode(secret.parent) == 0o700
-    for name in condor.PROGRAMS:
+    for name in PROGRAMS:
         program = instance.path(f"/usr/local/sbin/{name}")
         assert program.read_bytes() == (INSTANCE / name).read_bytes() and mode(program) == 0o755
     # nothing of the credential is left where it was staged
@@ -125,7 +127,7 @@ def test_the_installed_config_names_the_credential_where_the_bootstrap_put_it(in
     with ImdsServer() as imds:
         assert boot(instance, tmp_path, imds.url)[0].returncode == 0
     code = "import htcondor2, json; print(json.dumps([htcondor2.param.get(k) for k in ('SEC_PASSWORD_FILE', 'DEFAULT_MASTER_SHUTDOWN_SCRIPT')]))"
-    env = {"CONDOR_CONFIG": str(instance.path(condor.CONFIG_FILE)), "PATH": "/usr/bin:/bin"}
+    env = {"CONDOR_CONFIG": str(instance.path(CONFIG_FILE)), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     password_file, shutdown_program = json.loads(out.stdout)
     assert instance.path(password_file).read_bytes() == SECRET
@@ -139,11 +141,11 @@ def test_bootstrap_installs_a_token_in_a_private_token_directory(instance, tmp_p
         out, _ = boot(instance, tmp_path, imds.url)
     assert out.returncode == 0, out.stderr.decode()
     assert_no_secret(out, credential.secret().strip())
-    installed = instance.path(condor.TOKEN_DIR) / "condor-annex"
+    installed = instance.path(TOKEN_DIR) / "condor-annex"
     assert installed.read_bytes() == credential.secret() and mode(installed) == 0o600
     assert mode(installed.parent) == 0o700
-    assert not instance.path(condor.PASSWORD_FILE).exists()
-    assert f"SEC_TOKEN_DIRECTORY = {condor.TOKEN_DIR}" in instance.path(condor.CONFIG_FILE).read_text()
+    assert not instance.path(PASSWORD_FILE).exists()
+    assert f"SEC_TOKEN_DIRECTORY = {TOKEN_DIR}" in instance.path(CONFIG_FILE).read_text()
 
 
 def test_without_its_objects_it_gives_up_within_the_bound_and_powers_off(instance, tmp_path):
@@ -392,7 +394,7 @@ def test_without_a_firewall_it_runs_no_jobs_it_leaves(tmp_path, aws_env, firewal
     assert_left("i-0feedfacefeedface", "no nft or iptables could keep jobs from the instance metadata service")
     assert_powered_off(instance)
     assert not instance.path(DROP_IN).exists()
-    assert not instance.path(condor.PASSWORD_FILE).exists()
+    assert not instance.path(PASSWORD_FILE).exists()
 
 
 def test_the_firewall_script_passes_shellcheck(instance, tmp_path):

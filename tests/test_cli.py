@@ -12,8 +12,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from annex import __version__
-from annex.cli import main
-from annex.config import iso_utc, stack_name
+from annex.cli.main import main
+from annex.config.when import iso_utc
+from annex.interface import stack_name
 from tests.support.cli import Sessions, run_cli
 from tests.support.sandbox import write_pool
 
@@ -39,7 +40,7 @@ def env(pool, tmp_path):
 @pytest.fixture
 def aws(monkeypatch):
     """The fake AWS behind annex.lifecycle.session, and a pool whose collector sees no annex slots."""
-    monkeypatch.setattr("annex.condor.pool_slots", lambda pool, ids=None: {i: 0 for i in ids or ()})
+    monkeypatch.setattr("annex.lifecycle.status.pool_slots", lambda pool, ids=None: {i: 0 for i in ids or ()})
     return Sessions().install(monkeypatch)
 
 

@@ -17,7 +17,10 @@ from pathlib import Path
 import classad2
 import pytest
 
-from annex import condor
+from annex.pool.config import IDTOKENS, PASSWORD, Pool, collector_address, read_pool
+from annex.pool.credential import Credential, check_annex_token, check_pool, issue_token, read_credential, read_token
+from annex.pool.instance import CONFIG_FILE, PASSWORD_FILE, PROGRAMS, SHUTDOWN_PROGRAM, TOKEN_DIR, bucket_objects, default_owners, instance_config, validate_owners
+from annex.pool.slots import count_slots, pool_slots, slots_constraint
 from annex.errors import ConfigError, PoolError
 from instance_env import jwt
 
@@ -62,9 +65,9 @@ def write_config(tmp_path, text, name="condor_config"):
     return str(path)
 
 
-def pool(**overrides) -> condor.Pool:
+def pool(**overrides) -> Pool:
     values = dict(config_file="/dev/null", collector_host="cm.example.org:9618", methods=("FS", "PASSWORD"))
-    return condor.Pool(**{**values, **overrides})
+    return Pool(**{**values, **overrides})
 
 
 def one_line(error) -> str:
@@ -77,7 +80,7 @@ def one_line(error) -> str:
 
 
 def test_read_pool_reads_the_seed_quick_start_configuration(seed_pool, tmp_path):
-    p = condor.read_pool(str(seed_pool))
+    p = read_pool(str(seed_pool))
     assert p.collector_host == "cm.example.org:9618"  # $(CONDOR_HOST) expanded by HTCondor itself
     assert p.collector_port == 9618
     assert p.methods == ("FS", "PASSWORD")
@@ -87,33 +90,33 @@ def test_read_pool_reads_the_seed_quick_start_configuration(seed_pool, tmp_path)
 
 def test_read_pool_uses_condor_config_from_the_environment(seed_pool, monkeypatch):
     monkeypatch.setenv("CONDOR_CONFIG", str(seed_pool))
-    assert condor.read_pool().collector_host == "cm.example.org:9618"
+    assert read_pool().collector_host == "cm.example.org:9618"
 
 
 def test_read_pool_does_not_import_htcondor_into_the_cli():
-    code = "import sys, annex.condor; print('htcondor2' in sys.modules or 'classad2' in sys.modules)"
+    code = "import sys, annex.pool.config, annex.pool.credential, annex.pool.instance, annex.pool.slots; print('htcondor2' in sys.modules or 'classad2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_missing_condor_config_is_one_line_naming_the_fix(monkeypatch, tmp_path):
     monkeypatch.delenv("CONDOR_CONFIG", raising=False)
-    monkeypatch.setattr(condor, "SYSTEM_CONFIGS", (str(tmp_path / "etc" / "condor_config"),))
+    monkeypatch.setattr("annex.pool.config.SYSTEM_CONFIGS", (str(tmp_path / "etc" / "condor_config"),))
     with pytest.raises(PoolError) as error:
-        condor.read_pool()
+        read_pool()
     assert "set CONDOR_CONFIG" in one_line(error)
 
 
 def test_condor_config_naming_no_file(tmp_path):
     with pytest.raises(PoolError) as error:
-        condor.read_pool(str(tmp_path / "nowhere"))
+        read_pool(str(tmp_path / "nowhere"))
     assert "is not a file" in one_line(error) and "nowhere" in str(error.value)
 
 
 def test_malformed_config_names_the_file_and_line(tmp_path):
     path = write_config(tmp_path, "COLLECTOR_HOST = cm.example.org\nif true\nFOO = 1\n")
     with pytest.raises(PoolError) as error:
-        condor.read_pool(path)
+        read_pool(path)
     text = one_line(error)
     assert path in text and "Line" in text and "endif" in text
 
@@ -121,7 +124,7 @@ def test_malformed_config_names_the_file_and_line(tmp_path):
 def test_config_without_a_collector(tmp_path):
     path = write_config(tmp_path, "SEC_DEFAULT_AUTHENTICATION_METHODS = PASSWORD\n")
     with pytest.raises(PoolError) as error:
-        condor.read_pool(path)
+        read_pool(path)
     assert "COLLECTOR_HOST" in one_line(error)
 
 
@@ -137,7 +140,7 @@ def test_config_without_a_collector(tmp_path):
     ],
 )
 def test_collector_address(host, expected):
-    assert condor.collector_address(host) == expected
+    assert collector_address(host) == expected
 
 
 # --- the credential ----------------------------------------------------------------------------------
@@ -160,8 +163,8 @@ def token_file(tmp_path, raw: bytes, name="annex.token") -> str:
 
 
 def test_the_pool_password_is_copied_byte_for_byte_and_never_shown(seed_pool):
-    credential = condor.read_credential(condor.read_pool(str(seed_pool)))
-    assert credential.kind == condor.PASSWORD and credential.secret() == SECRET
+    credential = read_credential(read_pool(str(seed_pool)))
+    assert credential.kind == PASSWORD and credential.secret() == SECRET
     for shown in (repr(credential), str(credential), f"{credential}", repr([credential])):
         assert SECRET.decode("latin-1") not in shown and "pool-" not in shown
         assert "hidden" in shown
@@ -170,7 +173,7 @@ def test_the_pool_password_is_copied_byte_for_byte_and_never_shown(seed_pool):
 def test_a_missing_pool_password_file(seed_pool, tmp_path):
     (tmp_path / "local" / "password_file").unlink()
     with pytest.raises(PoolError) as error:
-        condor.read_credential(condor.read_pool(str(seed_pool)))
+        read_credential(read_pool(str(seed_pool)))
     assert "password_file" in one_line(error) and "--token-file" in str(error.value)
 
 
@@ -179,7 +182,7 @@ def test_an_unreadable_pool_password_file(seed_pool, tmp_path):
     target.unlink()
     target.mkdir()  # reading it fails, whoever runs the tests
     with pytest.raises(PoolError) as error:
-        condor.read_credential(condor.read_pool(str(seed_pool)))
+        read_credential(read_pool(str(seed_pool)))
     assert "cannot read the pool password" in one_line(error)
 
 
@@ -187,13 +190,13 @@ def test_a_token_file_gives_its_first_token_identity_scopes_and_expiry(tmp_path)
     raw = annex_token(sub="annex")
     path = tmp_path / "token"
     path.write_bytes(b"\n" + raw + b"\n" + annex_token(sub="other@x") + b"\n")
-    credential = condor.read_credential(pool(methods=("IDTOKENS",)), str(path), expiry=EXPIRY)
-    assert credential.kind == condor.IDTOKENS and credential.secret() == raw + b"\n"
+    credential = read_credential(pool(methods=("IDTOKENS",)), str(path), expiry=EXPIRY)
+    assert credential.kind == IDTOKENS and credential.secret() == raw + b"\n"
     assert credential.identity == "annex@cm.example.org"
     assert credential.scopes == ("READ", "ADVERTISE_STARTD", "ADVERTISE_MASTER")
     assert credential.expires == EXPIRY + 900
     assert raw.decode() not in repr(credential) and raw.split(b".")[2].decode() not in str(credential)
-    condor.check_pool(pool(methods=("IDTOKENS",)), credential)
+    check_pool(pool(methods=("IDTOKENS",)), credential)
 
 
 @pytest.mark.parametrize(
@@ -208,20 +211,20 @@ def test_token_files_that_are_not_tokens(tmp_path, content, problem):
     path = tmp_path / "token"
     path.write_bytes(content)
     with pytest.raises(PoolError) as error:
-        condor.read_credential(pool(methods=("IDTOKENS",)), str(path), expiry=EXPIRY)
+        read_credential(pool(methods=("IDTOKENS",)), str(path), expiry=EXPIRY)
     assert problem in one_line(error)
 
 
 def test_an_expired_token(tmp_path):
     path = token_file(tmp_path, annex_token(exp=int(time.time()) - 60))
     with pytest.raises(PoolError) as error:
-        condor.read_credential(pool(methods=("IDTOKENS",)), path, expiry=EXPIRY)
+        read_credential(pool(methods=("IDTOKENS",)), path, expiry=EXPIRY)
     assert "expired" in one_line(error)
 
 
 def test_a_token_file_that_cannot_be_read(tmp_path):
     with pytest.raises(PoolError) as error:
-        condor.read_credential(pool(methods=("IDTOKENS",)), str(tmp_path / "missing-token"), expiry=EXPIRY)
+        read_credential(pool(methods=("IDTOKENS",)), str(tmp_path / "missing-token"), expiry=EXPIRY)
     assert "cannot read the token file" in one_line(error)
 
 
@@ -252,7 +255,7 @@ WITHOUT_MASTER = "condor:/READ condor:/ADVERTISE_STARTD"
 def test_check_annex_token_refuses(tmp_path, claims, problem):
     path = token_file(tmp_path, annex_token(**claims))
     with pytest.raises(PoolError) as error:
-        condor.read_credential(pool(methods=("IDTOKENS",)), path, expiry=EXPIRY)
+        read_credential(pool(methods=("IDTOKENS",)), path, expiry=EXPIRY)
     text = one_line(error)
     assert problem in text and path in text  # names the file
     assert "condor_token_create" in text  # and how to get a good one
@@ -270,8 +273,8 @@ def test_check_annex_token_refuses(tmp_path, claims, problem):
     ],
 )
 def test_check_annex_token_accepts(tmp_path, claims):
-    credential = condor.read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, annex_token(**claims)), expiry=EXPIRY)
-    condor.check_annex_token(credential, EXPIRY)
+    credential = read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, annex_token(**claims)), expiry=EXPIRY)
+    check_annex_token(credential, EXPIRY)
 
 
 @pytest.mark.parametrize(
@@ -280,22 +283,22 @@ def test_check_annex_token_accepts(tmp_path, claims):
     ids=["seconds", "float", "datetime", "iso"],  # not the values: they change with the clock, and xdist compares ids
 )
 def test_the_annex_expiry_may_be_a_datetime_iso_text_or_seconds(tmp_path, expiry):
-    long_lived = condor.read_token(token_file(tmp_path, annex_token(exp=EXPIRY + 2 * DAY)))
-    condor.check_annex_token(condor.read_token(token_file(tmp_path, annex_token(), "ok")), expiry)
+    long_lived = read_token(token_file(tmp_path, annex_token(exp=EXPIRY + 2 * DAY)))
+    check_annex_token(read_token(token_file(tmp_path, annex_token(), "ok")), expiry)
     with pytest.raises(PoolError):
-        condor.check_annex_token(long_lived, expiry)
+        check_annex_token(long_lived, expiry)
 
 
 def test_check_annex_token_refuses_a_pool_password():
     with pytest.raises(PoolError) as error:
-        condor.check_annex_token(password(), EXPIRY)
+        check_annex_token(password(), EXPIRY)
     assert "not an IDTOKEN" in one_line(error)
 
 
 def test_a_refused_token_is_never_shown(tmp_path):
     raw = annex_token(scope=None)
     with pytest.raises(PoolError) as error:
-        condor.read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, raw), expiry=EXPIRY)
+        read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, raw), expiry=EXPIRY)
     for part in raw.split(b"."):
         assert part.decode() not in str(error.value)
 
@@ -339,7 +342,7 @@ def test_issue_token_runs_condor_token_create_for_the_lease(tmp_path, monkeypatc
     raw = annex_token(exp=EXPIRY + 900)
     out = token_create(tmp_path, monkeypatch, printing(tmp_path, raw))
     p = pool(methods=("IDTOKENS",), config_file=str(tmp_path / "condor_config"), trust_domain="pool.example.org")
-    credential = condor.issue_token(p, EXPIRY, now=now)
+    credential = issue_token(p, EXPIRY, now=now)
     lifetime = str(math.ceil(EXPIRY - now) + 900)
     assert (out / "argv").read_text().splitlines() == [
         "-identity", "condor@pool.example.org",
@@ -348,10 +351,10 @@ def test_issue_token_runs_condor_token_create_for_the_lease(tmp_path, monkeypatc
     ]
     assert (out / "condor_config").read_text() == str(tmp_path / "condor_config")
     assert (out / "stdin").read_text().strip() == "/dev/null"  # no stdin: it can never sit waiting for input
-    assert credential.kind == condor.IDTOKENS and credential.secret() == raw + b"\n"
+    assert credential.kind == IDTOKENS and credential.secret() == raw + b"\n"
     assert credential.scopes == ("READ", "ADVERTISE_STARTD", "ADVERTISE_MASTER") and credential.expires == EXPIRY + 900
     assert raw.decode() not in repr(credential) and raw.split(b".")[2].decode() not in str(credential)
-    condor.check_pool(p, credential)
+    check_pool(p, credential)
 
 
 @pytest.mark.parametrize(
@@ -365,14 +368,14 @@ def test_issue_token_runs_condor_token_create_for_the_lease(tmp_path, monkeypatc
 )
 def test_the_default_identity_is_condor_at_the_trust_domain(tmp_path, monkeypatch, overrides, identity):
     out = token_create(tmp_path, monkeypatch, printing(tmp_path, annex_token(sub=identity)))
-    credential = condor.issue_token(pool(methods=("IDTOKENS",), **overrides), EXPIRY)
+    credential = issue_token(pool(methods=("IDTOKENS",), **overrides), EXPIRY)
     assert (out / "argv").read_text().splitlines()[:2] == ["-identity", identity]
     assert credential.identity == identity
 
 
 def test_issue_token_with_an_identity(tmp_path, monkeypatch):
     out = token_create(tmp_path, monkeypatch, printing(tmp_path, annex_token(sub="annex@cm.example.org")))
-    condor.issue_token(pool(methods=("IDTOKENS",)), EXPIRY, identity="annex@cm.example.org")
+    issue_token(pool(methods=("IDTOKENS",)), EXPIRY, identity="annex@cm.example.org")
     assert (out / "argv").read_text().splitlines()[:2] == ["-identity", "annex@cm.example.org"]
 
 
@@ -390,7 +393,7 @@ SIGNING_KEY_ERROR = "ERROR: Failed to open signing key POOL: Permission denied"
 def test_a_failing_condor_token_create_says_what_it_said_and_how_to_get_a_token(tmp_path, monkeypatch, body, said):
     token_create(tmp_path, monkeypatch, body)
     with pytest.raises(PoolError) as error:
-        condor.issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
+        issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
     text = one_line(error)
     assert f"condor_token_create failed ({said})" in text and "second line" not in text
     assert "condor_token_create -identity condor@cm.example.org -authz READ" in text and "--token-file annex.token" in text
@@ -401,7 +404,7 @@ def test_no_token_material_reaches_a_failure_message(tmp_path, monkeypatch):
     body = printing(tmp_path, raw) + f"; echo 'ERROR: refused {raw.decode()} and {annex_token(sub='x@y').decode()}' >&2; exit 1"
     token_create(tmp_path, monkeypatch, body)
     with pytest.raises(PoolError) as error:
-        condor.issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
+        issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
     text = one_line(error)
     assert "ERROR: refused [token] and [token]" in text
     for part in raw.split(b"."):
@@ -421,7 +424,7 @@ def test_no_token_material_reaches_a_failure_message(tmp_path, monkeypatch):
 def test_an_issued_token_is_checked_like_any_other(tmp_path, monkeypatch, raw, problem):
     token_create(tmp_path, monkeypatch, printing(tmp_path, raw))
     with pytest.raises(PoolError) as error:
-        condor.issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
+        issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
     assert problem in one_line(error) and "condor_token_create's output" in str(error.value)
     if b"." in raw:
         assert raw.split(b".")[2].decode() not in str(error.value)
@@ -429,10 +432,10 @@ def test_an_issued_token_is_checked_like_any_other(tmp_path, monkeypatch, raw, p
 
 def test_a_hanging_condor_token_create_is_given_up_on(tmp_path, monkeypatch):
     token_create(tmp_path, monkeypatch, "exec sleep 30")
-    monkeypatch.setattr(condor, "TOKEN_CREATE_TIMEOUT", 1)
+    monkeypatch.setattr("annex.pool.credential.TOKEN_CREATE_TIMEOUT", 1)
     started = time.monotonic()
     with pytest.raises(PoolError) as error:
-        condor.issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
+        issue_token(pool(methods=("IDTOKENS",)), EXPIRY)
     assert time.monotonic() - started < 20
     assert "no answer within 1 seconds" in one_line(error) and "--token-file annex.token" in str(error.value)
 
@@ -440,14 +443,14 @@ def test_a_hanging_condor_token_create_is_given_up_on(tmp_path, monkeypatch):
 def test_no_token_is_issued_for_an_expiry_that_has_passed(tmp_path, monkeypatch):
     out = token_create(tmp_path, monkeypatch, "exit 0")
     with pytest.raises(PoolError):
-        condor.issue_token(pool(methods=("IDTOKENS",)), time.time() - 60)
+        issue_token(pool(methods=("IDTOKENS",)), time.time() - 60)
     assert not (out / "argv").exists()
 
 
 def test_read_credential_issues_a_token_in_a_token_pool(tmp_path, monkeypatch):
     raw = annex_token()
     out = token_create(tmp_path, monkeypatch, printing(tmp_path, raw))
-    credential = condor.read_credential(pool(methods=("FS", "IDTOKENS")), expiry=datetime.fromtimestamp(EXPIRY, timezone.utc))
+    credential = read_credential(pool(methods=("FS", "IDTOKENS")), expiry=datetime.fromtimestamp(EXPIRY, timezone.utc))
     assert credential.secret() == raw + b"\n"
     flag, lifetime = (out / "argv").read_text().splitlines()[-2:]
     assert flag == "-lifetime" and abs(int(lifetime) - (EXPIRY - time.time() + 900)) < 5
@@ -455,25 +458,25 @@ def test_read_credential_issues_a_token_in_a_token_pool(tmp_path, monkeypatch):
 
 def test_a_readable_pool_password_comes_first(seed_pool, tmp_path, monkeypatch):
     out = token_create(tmp_path, monkeypatch, "exit 1")
-    p = condor.read_pool(str(seed_pool))
-    p = condor.Pool(**{**p.__dict__, "methods": ("FS", "PASSWORD", "IDTOKENS")})
-    assert condor.read_credential(p, expiry=EXPIRY).kind == condor.PASSWORD
+    p = read_pool(str(seed_pool))
+    p = Pool(**{**p.__dict__, "methods": ("FS", "PASSWORD", "IDTOKENS")})
+    assert read_credential(p, expiry=EXPIRY).kind == PASSWORD
     assert not (out / "argv").exists()
 
 
 def test_an_unreadable_pool_password_in_a_pool_that_also_takes_tokens_issues_one(seed_pool, tmp_path, monkeypatch):
     (tmp_path / "local" / "password_file").unlink()
     token_create(tmp_path, monkeypatch, printing(tmp_path, annex_token()))
-    p = condor.read_pool(str(seed_pool))
-    p = condor.Pool(**{**p.__dict__, "methods": ("FS", "PASSWORD", "IDTOKENS")})
-    assert condor.read_credential(p, expiry=EXPIRY).kind == condor.IDTOKENS
+    p = read_pool(str(seed_pool))
+    p = Pool(**{**p.__dict__, "methods": ("FS", "PASSWORD", "IDTOKENS")})
+    assert read_credential(p, expiry=EXPIRY).kind == IDTOKENS
 
 
 def test_without_condor_token_create_it_says_what_the_administrator_runs(tmp_path, monkeypatch):
     no_token_create(monkeypatch, tmp_path)
     now = time.time()
     with pytest.raises(PoolError) as error:
-        condor.read_credential(pool(methods=("IDTOKENS",), trust_domain="pool.example.org"), expiry=EXPIRY)
+        read_credential(pool(methods=("IDTOKENS",), trust_domain="pool.example.org"), expiry=EXPIRY)
     text = one_line(error)
     assert "condor_token_create is not on PATH" in text
     command = "condor_token_create -identity condor@pool.example.org -authz READ -authz ADVERTISE_STARTD -authz ADVERTISE_MASTER -lifetime "
@@ -485,16 +488,16 @@ def test_without_condor_token_create_it_says_what_the_administrator_runs(tmp_pat
 def test_without_an_expiry_no_token_is_issued(tmp_path, monkeypatch):
     out = token_create(tmp_path, monkeypatch, printing(tmp_path, annex_token()))
     with pytest.raises(PoolError) as error:
-        condor.read_credential(pool(methods=("IDTOKENS",)))
+        read_credential(pool(methods=("IDTOKENS",)))
     assert "--token-file" in one_line(error)
     assert not (out / "argv").exists()
 
 
 def test_a_token_file_without_an_expiry_is_checked_but_for_its_lifetime(tmp_path):
-    credential = condor.read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, annex_token(exp=EXPIRY + 30 * DAY)))
+    credential = read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, annex_token(exp=EXPIRY + 30 * DAY)))
     assert credential.expires == EXPIRY + 30 * DAY
     with pytest.raises(PoolError):
-        condor.read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, annex_token(scope=None), "unscoped"))
+        read_credential(pool(methods=("IDTOKENS",)), token_file(tmp_path, annex_token(scope=None), "unscoped"))
 
 
 @pytest.fixture
@@ -523,37 +526,37 @@ def test_read_credential_never_takes_a_personal_token(tmp_path, monkeypatch, ope
     monkeypatch.setenv("HOME", str(home))
     path = write_config(tmp_path, f"COLLECTOR_HOST = cm.example.org\nTRUST_DOMAIN = cm.example.org\nSEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS\n"
                                   f"SEC_TOKEN_DIRECTORY = {configured}\nSEC_TOKEN_SYSTEM_DIRECTORY = {configured}\n")
-    p = condor.read_pool(path)
+    p = read_pool(path)
     paths, recording = opened
 
     search_path = os.environ["PATH"]
     no_token_create(monkeypatch, tmp_path)
     recording[0] = True
     with pytest.raises(PoolError) as error:  # no condor_token_create: refused, not a personal token
-        condor.read_credential(p, expiry=EXPIRY)
+        read_credential(p, expiry=EXPIRY)
     assert "--token-file annex.token" in one_line(error)
 
     monkeypatch.setenv("PATH", search_path)
     issued = annex_token(sub="condor@cm.example.org")
     token_create(tmp_path, monkeypatch, printing(tmp_path, issued))
-    credential = condor.read_credential(p, expiry=EXPIRY)
+    credential = read_credential(p, expiry=EXPIRY)
     recording[0] = False
     assert credential.secret() == issued + b"\n" and credential.identity == "condor@cm.example.org"
     touched = [x for x in paths if str(personal) in x or str(configured) in x]
     assert not touched, touched
     recording[0] = True  # the control: reading a token there is seen
-    condor.read_token(str(personal / "mine"))
+    read_token(str(personal / "mine"))
     recording[0] = False
     assert str(personal / "mine") in paths
 
 
 def test_no_credential_is_none_when_the_pool_takes_neither_method():
-    assert condor.read_credential(pool(methods=("FS", "SSL"))) is None
+    assert read_credential(pool(methods=("FS", "SSL"))) is None
 
 
 def test_no_credential_at_all_is_refused_by_check_pool():
     with pytest.raises(PoolError) as error:
-        condor.check_pool(pool(methods=("IDTOKENS",)), None)
+        check_pool(pool(methods=("IDTOKENS",)), None)
     assert "--token-file" in one_line(error)
 
 
@@ -561,19 +564,19 @@ def test_no_credential_at_all_is_refused_by_check_pool():
 
 
 def test_validate_owners_keeps_good_names_once():
-    assert condor.validate_owners(["alice", "bob.smith", "_svc", "a-1", "alice", " carol "]) == ("alice", "bob.smith", "_svc", "a-1", "carol")
-    assert condor.validate_owners(["x" * 64]) == ("x" * 64,)
+    assert validate_owners(["alice", "bob.smith", "_svc", "a-1", "alice", " carol "]) == ("alice", "bob.smith", "_svc", "a-1", "carol")
+    assert validate_owners(["x" * 64]) == ("x" * 64,)
 
 
 @pytest.mark.parametrize("owners", [(), [], None])
 def test_no_owner_means_the_person_creating_the_annex(owners):
-    assert condor.validate_owners(owners) == condor.default_owners()
+    assert validate_owners(owners) == default_owners()
 
 
 @pytest.mark.parametrize("bad", ["-alice", "o'brien", 'x"y', "back\\slash", "$(USER)", "josé", "a b", "alice,bob", "", "x" * 65, "ali\nce", "bob\x00", "a@b"])
 def test_validate_owners_refuses_what_owner_cannot_hold(bad):
     with pytest.raises(ConfigError) as error:
-        condor.validate_owners(["alice", bad])
+        validate_owners(["alice", bad])
     text = str(error.value)
     assert error.value.field == "owner" and repr(bad.strip()) in text
     assert "letters, digits, '_', '.' and '-', not starting with '-', at most 64 characters" in text
@@ -582,8 +585,8 @@ def test_validate_owners_refuses_what_owner_cannot_hold(bad):
 # --- check_pool --------------------------------------------------------------------------------------
 
 
-def password() -> condor.Credential:
-    return condor.Credential(condor.PASSWORD, SECRET, "/pool/password_file")
+def password() -> Credential:
+    return Credential(PASSWORD, SECRET, "/pool/password_file")
 
 
 @pytest.mark.parametrize(
@@ -599,7 +602,7 @@ def password() -> condor.Credential:
 )
 def test_check_pool_refuses_what_the_instances_cannot_satisfy(overrides, credential, problem):
     with pytest.raises(PoolError) as error:
-        condor.check_pool(pool(**overrides), password() if credential else None)
+        check_pool(pool(**overrides), password() if credential else None)
     assert problem in one_line(error)
 
 
@@ -609,15 +612,15 @@ def test_check_pool_refuses_what_the_instances_cannot_satisfy(overrides, credent
      (("READ", "ADVERTISE_STARTD", "ADVERTISE_MASTER", "ADMINISTRATOR"), "also allows ADMINISTRATOR")],
 )
 def test_check_pool_refuses_a_token_an_annex_must_not_carry(scopes, problem):
-    token = condor.Credential(condor.IDTOKENS, b"x.y.z\n", "/t", "alice@cm", scopes=scopes, expires=EXPIRY)
+    token = Credential(IDTOKENS, b"x.y.z\n", "/t", "alice@cm", scopes=scopes, expires=EXPIRY)
     with pytest.raises(PoolError) as error:
-        condor.check_pool(pool(methods=("IDTOKENS",)), token)
+        check_pool(pool(methods=("IDTOKENS",)), token)
     assert problem in one_line(error)
 
 
 def test_check_pool_accepts_the_seed_pool(seed_pool):
-    p = condor.read_pool(str(seed_pool))
-    condor.check_pool(p, condor.read_credential(p))
+    p = read_pool(str(seed_pool))
+    check_pool(p, read_credential(p))
 
 
 # --- the instance configuration, read back by HTCondor -----------------------------------------------
@@ -644,7 +647,7 @@ def load_with_htcondor(tmp_path, text: str) -> dict:
     config_d = tmp_path / "config.d"
     config_d.mkdir(exist_ok=True)
     (config_d / "00-image.conf").write_text(IMAGE_CONFIG)
-    (config_d / Path(condor.CONFIG_FILE).name).write_text(text)
+    (config_d / Path(CONFIG_FILE).name).write_text(text)
     main = write_config(tmp_path, f"LOCAL_DIR = {tmp_path}\nLOCAL_CONFIG_DIR = {config_d}\n", "main_config")
     code = "import json, sys, htcondor2; print(json.dumps({k: htcondor2.param.get(k) for k in sys.argv[1:]}))"
     env = {**os.environ, "CONDOR_CONFIG": main}
@@ -659,7 +662,7 @@ def evaluate(expression: str, my: dict | None = None, target: dict | None = None
 
 @pytest.mark.parametrize("project_id", PROJECT_IDS)
 def test_htcondor_reads_the_password_config_as_meant(tmp_path, project_id):
-    text = condor.instance_config(project_id, pool(), condor.PASSWORD, ["alice", "bob"], 1200)
+    text = instance_config(project_id, pool(), PASSWORD, ["alice", "bob"], 1200)
     knobs = load_with_htcondor(tmp_path, text)
     assert knobs["DAEMON_LIST"] == "MASTER, STARTD"
     assert knobs["COLLECTOR_HOST"] == knobs["CCB_ADDRESS"] == "cm.example.org:9618"
@@ -667,7 +670,7 @@ def test_htcondor_reads_the_password_config_as_meant(tmp_path, project_id):
     for knob in ("SEC_DEFAULT_AUTHENTICATION", "SEC_DEFAULT_INTEGRITY", "SEC_DEFAULT_ENCRYPTION"):
         assert knobs[knob] == "REQUIRED"
     assert knobs["SEC_DEFAULT_AUTHENTICATION_METHODS"] == knobs["SEC_CLIENT_AUTHENTICATION_METHODS"] == "FS, PASSWORD"
-    assert knobs["SEC_PASSWORD_FILE"] == condor.PASSWORD_FILE
+    assert knobs["SEC_PASSWORD_FILE"] == PASSWORD_FILE
     assert knobs["ALLOW_WRITE"].startswith("condor_pool@*/* ") and knobs["ALLOW_ADMINISTRATOR"].startswith("condor_pool@*/* ")
     assert knobs["SEC_ENABLE_REMOTE_ADMINISTRATION"] is True
     assert classad2.ExprTree(knobs["AnnexName"]).eval() == project_id  # exactly what the person typed
@@ -675,17 +678,17 @@ def test_htcondor_reads_the_password_config_as_meant(tmp_path, project_id):
     assert knobs["STARTD_ATTRS"].split()[-2:] == ["AnnexName", "IsAnnex"] and "ImageAttr" in knobs["STARTD_ATTRS"]
     assert knobs["MASTER_ATTRS"].split()[-2:] == ["AnnexName", "IsAnnex"]
     assert knobs["STARTD_NOCLAIM_SHUTDOWN"] == 1200
-    assert knobs["DEFAULT_MASTER_SHUTDOWN_SCRIPT"] == condor.SHUTDOWN_PROGRAM
+    assert knobs["DEFAULT_MASTER_SHUTDOWN_SCRIPT"] == SHUTDOWN_PROGRAM
     assert knobs["MASTER.DAEMON_SHUTDOWN_FAST"]
     assert knobs["START"] != "TRUE"
 
 
 def test_htcondor_reads_the_token_config_as_meant(tmp_path):
-    text = condor.instance_config("Lab", pool(methods=("IDTOKENS",)), condor.IDTOKENS, ["alice"], 900, identity="annex@cm.example.org")
+    text = instance_config("Lab", pool(methods=("IDTOKENS",)), IDTOKENS, ["alice"], 900, identity="annex@cm.example.org")
     knobs = load_with_htcondor(tmp_path, text)
     assert knobs["SEC_DEFAULT_AUTHENTICATION_METHODS"] == "FS, IDTOKENS"
-    assert knobs["SEC_TOKEN_DIRECTORY"] == knobs["SEC_TOKEN_SYSTEM_DIRECTORY"] == condor.TOKEN_DIR
-    assert knobs["SEC_PASSWORD_FILE"] != condor.PASSWORD_FILE
+    assert knobs["SEC_TOKEN_DIRECTORY"] == knobs["SEC_TOKEN_SYSTEM_DIRECTORY"] == TOKEN_DIR
+    assert knobs["SEC_PASSWORD_FILE"] != PASSWORD_FILE
     assert knobs["ALLOW_WRITE"].startswith("annex@cm.example.org/* ")
 
 
@@ -694,7 +697,7 @@ OWNERS = ["alice", "o'brien", 'x"y', "back\\slash", "$(USER)", "josé"]
 
 @pytest.fixture(scope="module")
 def start(tmp_path_factory):
-    text = condor.instance_config("Lab", pool(), condor.PASSWORD, OWNERS, 900)
+    text = instance_config("Lab", pool(), PASSWORD, OWNERS, 900)
     return load_with_htcondor(tmp_path_factory.mktemp("start"), text)["START"]
 
 
@@ -715,7 +718,7 @@ def test_start_refuses_a_job_that_opted_out_of_aws(start):
 
 @pytest.fixture(scope="module")
 def shutdown_fast(tmp_path_factory):
-    text = condor.instance_config("Lab", pool(), condor.PASSWORD, ["alice"], 900)
+    text = instance_config("Lab", pool(), PASSWORD, ["alice"], 900)
     return load_with_htcondor(tmp_path_factory.mktemp("fast"), text)["MASTER.DAEMON_SHUTDOWN_FAST"]
 
 
@@ -732,30 +735,30 @@ def test_the_master_stays_while_its_startd_runs_or_is_starting(shutdown_fast, ma
 
 def test_no_owner_is_refused():
     with pytest.raises(ConfigError):
-        condor.instance_config("Lab", pool(), condor.PASSWORD, [" ", ""], 900)
+        instance_config("Lab", pool(), PASSWORD, [" ", ""], 900)
 
 
 @pytest.mark.parametrize("owner", ["ali\nce", "bob\x00"])
 def test_an_owner_with_control_characters_is_refused(owner):
     with pytest.raises(ConfigError):
-        condor.instance_config("Lab", pool(), condor.PASSWORD, [owner], 900)
+        instance_config("Lab", pool(), PASSWORD, [owner], 900)
 
 
 def test_a_token_config_needs_the_tokens_identity():
     with pytest.raises(PoolError):
-        condor.instance_config("Lab", pool(), condor.IDTOKENS, ["alice"], 900)
+        instance_config("Lab", pool(), IDTOKENS, ["alice"], 900)
 
 
 # --- the bucket objects ------------------------------------------------------------------------------
 
 
 def test_bucket_objects_for_a_pool_password(seed_pool):
-    p = condor.read_pool(str(seed_pool))
-    objects = condor.bucket_objects("Lab", p, condor.read_credential(p), ["alice"], 900, "2030-01-01T00:00:00Z")
+    p = read_pool(str(seed_pool))
+    objects = bucket_objects("Lab", p, read_credential(p), ["alice"], 900, "2030-01-01T00:00:00Z")
     assert set(objects) == {"annex/condor_config", "annex/pool_password", "annex/expiry", "annex/annex-shutdown", "annex/annex-lease"}
     assert objects["annex/pool_password"] == SECRET
     assert objects["annex/expiry"] == b"2030-01-01T00:00:00Z"
-    for name in condor.PROGRAMS:
+    for name in PROGRAMS:
         assert objects[f"annex/{name}"] == (ROOT / "annex" / "instance" / name).read_bytes()
     holding_secret = [key for key, body in objects.items() if SECRET in body or SECRET[2:] in body]
     assert holding_secret == ["annex/pool_password"]  # the secret is in its object and nowhere else
@@ -764,8 +767,8 @@ def test_bucket_objects_for_a_pool_password(seed_pool):
 def test_bucket_objects_for_a_token(tmp_path):
     raw = annex_token(sub="annex@cm.example.org")
     (tmp_path / "token").write_bytes(raw)
-    credential = condor.read_credential(pool(methods=("IDTOKENS",)), str(tmp_path / "token"), expiry=EXPIRY)
-    objects = condor.bucket_objects("Lab", pool(methods=("IDTOKENS",)), credential, ["alice"], 900, "2030-01-01T00:00:00Z")
+    credential = read_credential(pool(methods=("IDTOKENS",)), str(tmp_path / "token"), expiry=EXPIRY)
+    objects = bucket_objects("Lab", pool(methods=("IDTOKENS",)), credential, ["alice"], 900, "2030-01-01T00:00:00Z")
     assert objects["annex/token"] == raw + b"\n" and "annex/pool_password" not in objects
     signature = raw.split(b".")[2]
     assert [key for key, body in objects.items() if signature in body] == ["annex/token"]
@@ -774,13 +777,13 @@ def test_bucket_objects_for_a_token(tmp_path):
 @pytest.mark.parametrize("expiry", ["2030-01-01 00:00", "2030-01-01T00:00:00+00:00", ""])
 def test_bucket_objects_want_an_iso_utc_expiry(expiry):
     with pytest.raises(ConfigError):
-        condor.bucket_objects("Lab", pool(), password(), ["alice"], 900, expiry)
+        bucket_objects("Lab", pool(), password(), ["alice"], 900, expiry)
 
 
 def test_default_owner_is_the_person_running_it():
     import getpass
 
-    assert condor.default_owners() == (getpass.getuser(),)
+    assert default_owners() == (getpass.getuser(),)
 
 
 # --- what the pool sees ------------------------------------------------------------------------------
@@ -794,19 +797,19 @@ def test_an_unreachable_collector_is_said_plainly(tmp_path):
         port = s.getsockname()[1]
     path = write_config(tmp_path, f"COLLECTOR_HOST = 127.0.0.1:{port}\n")
     with pytest.raises(PoolError) as error:
-        condor.pool_slots(condor.read_pool(path), ["Lab"])
+        pool_slots(read_pool(path), ["Lab"])
     assert one_line(error).startswith(f"collector 127.0.0.1:{port} unreachable")
 
 
 @pytest.mark.parametrize("project_id", PROJECT_IDS)
 def test_the_slots_constraint_selects_exactly_the_annex(project_id):
-    constraint = condor.slots_constraint([project_id])
+    constraint = slots_constraint([project_id])
     assert evaluate(constraint, {"IsAnnex": True, "AnnexName": project_id}) is True
     assert evaluate(constraint, {"IsAnnex": True, "AnnexName": project_id + "x"}) is not True
     assert evaluate(constraint, {"AnnexName": project_id}) is not True
-    assert evaluate(condor.slots_constraint(), {"IsAnnex": True, "AnnexName": "any"}) is True
+    assert evaluate(slots_constraint(), {"IsAnnex": True, "AnnexName": "any"}) is True
 
 
 def test_count_slots_counts_per_annex_and_reports_empty_ones():
     names = ["Lab", "Lab", "Other", None, "Lab"]
-    assert condor.count_slots(names, ["Lab", "Quiet"]) == {"Lab": 3, "Quiet": 0, "Other": 1}
+    assert count_slots(names, ["Lab", "Quiet"]) == {"Lab": 3, "Quiet": 0, "Other": 1}

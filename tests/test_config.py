@@ -5,19 +5,12 @@ from datetime import datetime, time, timedelta, timezone
 
 import pytest
 
-from annex.config import (
-    MOST_IDLE_MINUTES,
-    Reference,
-    expiry_cron,
-    make_config,
-    parse_duration,
-    parse_expiry,
-    resolve_expiry,
-    split_instances,
-    stack_name,
-    validate_idle,
-)
-from annex.errors import ConfigError
+from annex.cli.options import message as cli_message
+from annex.cli.options import option_for
+from annex.config.request import MOST_IDLE_MINUTES, Reference, make_config, split_instances, validate_idle
+from annex.config.when import expiry_cron, parse_duration, parse_expiry, resolve_expiry
+from annex.interface import stack_name
+from annex.errors import ConfigError, SetupError
 from annex.names import LEASE_SUFFIX, STACK_MAX, STACK_PREFIX
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -57,21 +50,32 @@ def test_fewer_instances_than_references_uses_only_what_it_needs():
         ({"expiry": "2029-12-31 23:59"}, "expiry"),
         ({"expiry": "tomorrow"}, "expiry"),
         ({"expiry": ""}, "expiry"),
-        ({"project_id": ""}, "project-id"),
-        ({"project_id": "   "}, "project-id"),
-        ({"project_id": "x" * 300}, "project-id"),
-        ({"project_id": "lab\nB"}, "project-id"),
-        ({"references": []}, "references"),
-        ({"references": [Reference("HTCondorAnnex-1", "not-an-ami", "m5.large")]}, "references"),
-        ({"references": [Reference("HTCondorAnnex-1", "ami-0123456789abcdef0", "m5.large", "-1")]}, "references"),
+        ({"project_id": ""}, "project_id"),
+        ({"project_id": "   "}, "project_id"),
+        ({"project_id": "x" * 300}, "project_id"),
+        ({"project_id": "lab\nB"}, "project_id"),
     ],
 )
 def test_invalid_config_names_the_field(kw, field):
     with pytest.raises(ConfigError) as error:
         config(**kw)
     assert error.value.field == field
-    assert str(error.value).startswith(f"--{field} ")
+    assert cli_message(error.value).startswith(f"{option_for(field)} ")
     assert "\n" not in str(error.value) and len(str(error.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "references",
+    [
+        [],
+        [Reference("HTCondorAnnex-1", "not-an-ami", "m5.large")],
+        [Reference("HTCondorAnnex-1", "ami-0123456789abcdef0", "m5.large", "-1")],
+    ],
+)
+def test_bad_references_are_the_administrators_to_fix(references):
+    with pytest.raises(SetupError) as error:
+        config(references=references)
+    assert "administrator" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_huge_instance_count_is_told_briefly():

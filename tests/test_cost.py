@@ -8,11 +8,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from botocore.stub import Stubber
 
-from annex import cost
-from annex.aws import AnnexStack
-from annex.config import Reference, make_config
+from annex.money.prices import cache_path, on_demand_price, parse_price_list
+from annex.money.ceiling import Slot, billed_hours, ceiling as ceiling_, extension_ceiling, slots_ceiling
+from annex.money.meter import spent, stack_prices
+from annex.aws.views import AnnexStack
+from annex.config.request import Reference, make_config
 from annex.errors import AwsError, ConfigError
-from annex.ui import ceiling_lines, usd
+from annex.cli.text import ceiling_lines
+from annex.text import usd
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
 SPOT_A = Reference("HTCondorAnnex-1", "ami-0123456789abcdef0", "m5.large", "0.10")
@@ -89,6 +92,7 @@ class FakeAws:
         self.prices = prices or {}
         self.error = error
         self.calls = []
+        self.pricing = self  # annex.aws.session.Aws hands out its Price List calls as .pricing
 
     def price_list(self, instance_type, region=None):
         self.calls.append((instance_type, region))
@@ -125,7 +129,7 @@ def config(references, instances, hours):
 
 def test_spot_caps_bound_the_price_exactly_and_need_no_price_lookup():
     aws = FakeAws()
-    result = cost.ceiling(aws, config([SPOT_A, SPOT_B], 16, 10), now=NOW)
+    result = ceiling_(aws, config([SPOT_A, SPOT_B], 16, 10), now=NOW)
     # 8 × 0.10 × 10 + 8 × 0.25 × 10
     assert result.total == pytest.approx(28.0)
     assert result.exact and result.instances == 16 and result.hours == pytest.approx(10)
@@ -141,7 +145,7 @@ def test_spot_caps_bound_the_price_exactly_and_need_no_price_lookup():
 
 def test_mixed_references_take_on_demand_prices_from_the_price_list():
     aws = FakeAws({"m5.xlarge": "0.1920000000"})
-    result = cost.ceiling(aws, config([SPOT_A, ON_DEMAND], 5, 24), now=NOW)
+    result = ceiling_(aws, config([SPOT_A, ON_DEMAND], 5, 24), now=NOW)
     # 3 spot at 0.10 for 24 h, 2 on-demand at 0.192 for 24 h
     assert result.total == pytest.approx(3 * 0.10 * 24 + 2 * 0.192 * 24)
     assert result.exact
@@ -151,43 +155,43 @@ def test_mixed_references_take_on_demand_prices_from_the_price_list():
 
 
 def test_fractional_hours_count_as_such():
-    result = cost.ceiling(FakeAws(), config([SPOT_A], 4, 1.5), now=NOW)
+    result = ceiling_(FakeAws(), config([SPOT_A], 4, 1.5), now=NOW)
     assert result.total == pytest.approx(4 * 0.10 * 1.5)
-    result = cost.ceiling(FakeAws(), config([SPOT_A], 1, 0.25), now=NOW)
+    result = ceiling_(FakeAws(), config([SPOT_A], 1, 0.25), now=NOW)
     assert result.hours == pytest.approx(0.25) and result.total == pytest.approx(0.025)
     assert result.items[0].hours == pytest.approx(0.25)
     assert usd(result.total) == "$0.03"  # a bound is rounded up, never down
 
 
 def test_the_sixty_second_minimum():
-    slot = cost.Slot("HTCondorAnnex-1", "m5.large", 10, 3.6)
-    result = cost.slots_ceiling(FakeAws(), [slot], NOW + timedelta(seconds=20), "us-east-1", now=NOW)
+    slot = Slot("HTCondorAnnex-1", "m5.large", 10, 3.6)
+    result = slots_ceiling(FakeAws(), [slot], NOW + timedelta(seconds=20), "us-east-1", now=NOW)
     assert result.hours == pytest.approx(60 / 3600)
     assert result.total == pytest.approx(10 * 3.6 * 60 / 3600)
-    assert cost.billed_hours(0) == 0 and cost.billed_hours(90) == pytest.approx(90 / 3600)
+    assert billed_hours(0) == 0 and billed_hours(90) == pytest.approx(90 / 3600)
 
 
 def test_budget_refuses_a_ceiling_above_it():
     with pytest.raises(ConfigError) as refused:
-        cost.ceiling(FakeAws(), config([SPOT_A], 10, 10), budget=9.99, now=NOW)
+        ceiling_(FakeAws(), config([SPOT_A], 10, 10), budget=9.99, now=NOW)
     assert refused.value.field == "budget"
     assert "$9.99" in str(refused.value) and "$10.00" in str(refused.value)
-    assert cost.ceiling(FakeAws(), config([SPOT_A], 10, 10), budget=10, now=NOW).total == pytest.approx(10)
+    assert ceiling_(FakeAws(), config([SPOT_A], 10, 10), budget=10, now=NOW).total == pytest.approx(10)
 
 
 @pytest.mark.parametrize("name, value", [("budget", 0), ("budget", -5), ("max-price", "abc"), ("max-price", float("inf"))])
 def test_money_must_be_positive(name, value):
     kwargs = {name.replace("-", "_"): value}
     with pytest.raises(ConfigError) as refused:
-        cost.ceiling(FakeAws(), config([SPOT_A], 1, 1), now=NOW, **kwargs)
-    assert refused.value.field == name
+        ceiling_(FakeAws(), config([SPOT_A], 1, 1), now=NOW, **kwargs)
+    assert refused.value.field == name.replace("-", "_")
 
 
 def test_extension_ceiling_reads_the_stack_parameters():
     stack = annex_stack({"Expiry": "2030-06-01T13:00:00Z", "InstanceType1": "m5.large", "SpotPrice1": "0.05", "Count1": "6",
                          "InstanceType2": "m5.xlarge", "SpotPrice2": "", "Count2": "5"}, region="eu-west-1")
     aws = FakeAws({"m5.xlarge": "0.2140000000"})
-    result = cost.extension_ceiling(aws, stack, NOW + timedelta(hours=30), now=NOW)
+    result = extension_ceiling(aws, stack, NOW + timedelta(hours=30), now=NOW)
     assert result.total == pytest.approx(6 * 0.05 * 30 + 5 * 0.214 * 30)
     assert result.instances == 11 and result.expiry == NOW + timedelta(hours=30)
     assert aws.calls == [("m5.xlarge", "eu-west-1")]  # the annex's region, not the client's
@@ -198,7 +202,7 @@ def test_an_interrupted_create_is_priced_for_the_instances_asked_for():
     stack = AnnexStack(**{**annex_stack({"InstanceType1": "m5.large", "SpotPrice1": "0.05", "Count1": "0",
                                           "InstanceType2": "c5.large", "SpotPrice2": "0.04", "Count2": "0"}).__dict__,
                           "tags": {"htcondor:AnnexInstances": "3"}})
-    result = cost.extension_ceiling(FakeAws(), stack, NOW + timedelta(hours=10), now=NOW)
+    result = extension_ceiling(FakeAws(), stack, NOW + timedelta(hours=10), now=NOW)
     assert result.instances == 3 and result.total == pytest.approx(2 * 0.05 * 10 + 1 * 0.04 * 10)
 
 
@@ -208,25 +212,25 @@ def test_an_interrupted_create_is_priced_for_the_instances_asked_for():
 def test_no_price_from_the_api_asks_for_max_price_instead_of_guessing():
     aws = FakeAws(error=AwsError("asking AWS's Price List API: AWS said AccessDeniedException: not allowed"))
     with pytest.raises(ConfigError) as refused:
-        cost.ceiling(aws, config([ON_DEMAND], 2, 5), now=NOW)
+        ceiling_(aws, config([ON_DEMAND], 2, 5), now=NOW)
     message = str(refused.value)
-    assert refused.value.field == "max-price" and message.startswith("--max-price ")
+    assert refused.value.field == "max_price" and message.startswith("max price ")
     assert "m5.xlarge" in message and "AccessDeniedException" in message and "\n" not in message
 
 
 def test_no_product_asks_for_max_price():
     with pytest.raises(ConfigError) as refused:
-        cost.ceiling(FakeAws({}), config([ON_DEMAND], 2, 5), now=NOW)
-    assert refused.value.field == "max-price"
+        ceiling_(FakeAws({}), config([ON_DEMAND], 2, 5), now=NOW)
+    assert refused.value.field == "max_price"
     assert "no on-demand Linux price" in str(refused.value)
 
 
 def test_max_price_stands_in_only_where_there_is_no_price():
-    result = cost.ceiling(FakeAws({}), config([SPOT_A, ON_DEMAND], 4, 10), max_price=0.5, now=NOW)
+    result = ceiling_(FakeAws({}), config([SPOT_A, ON_DEMAND], 4, 10), max_price=0.5, now=NOW)
     assert result.total == pytest.approx(2 * 0.10 * 10 + 2 * 0.5 * 10)
     assert not result.exact and "--max-price" in lines(result)[-1]
     assert result.items[1].source == "your --max-price" and "your --max-price" in lines(result)[1]
-    known = cost.ceiling(FakeAws({"m5.xlarge": "0.192"}), config([ON_DEMAND], 1, 10), max_price=0.01, now=NOW)
+    known = ceiling_(FakeAws({"m5.xlarge": "0.192"}), config([ON_DEMAND], 1, 10), max_price=0.01, now=NOW)
     assert known.total == pytest.approx(1.92) and known.exact
 
 
@@ -243,7 +247,7 @@ def filters(instance_type, region):
 def real_aws(monkeypatch, tmp_path):
     """annex.aws.Aws with fake credentials, no metadata service and no config files; its pricing client is
     stubbed the moment it is made (`stubbed(...)`), so nothing leaves this process."""
-    from annex.aws import Aws
+    from annex.aws.session import Aws
 
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
                         "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
@@ -280,7 +284,7 @@ def test_price_list_get_products_pages_through_the_us_east_1_endpoint(real_aws, 
         stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [price_document(usd="0.2200000000", region="eu-west-1")]}, {**base, "NextToken": "page-2"})
 
     made = stubbed(monkeypatch, real_aws, prepare)
-    price, source = cost.on_demand_price(real_aws, "m5.xlarge", "eu-west-1", NOW)
+    price, source = on_demand_price(real_aws, "m5.xlarge", "eu-west-1", NOW)
     made["stub"].assert_no_pending_responses()
     assert made["client"].meta.region_name == "us-east-1"
     assert price == pytest.approx(0.22)  # the highest on-demand price; the reserved one is ignored
@@ -291,15 +295,15 @@ def test_price_list_get_products_pages_through_the_us_east_1_endpoint(real_aws, 
 def test_price_list_error_is_no_price(real_aws, monkeypatch):
     stubbed(monkeypatch, real_aws, lambda stub: stub.add_client_error(
         "get_products", "AccessDeniedException", "User is not authorized to perform pricing:GetProducts"))
-    price, why = cost.on_demand_price(real_aws, "m5.xlarge", "eu-west-1", NOW)
+    price, why = on_demand_price(real_aws, "m5.xlarge", "eu-west-1", NOW)
     assert price is None and "AccessDeniedException" in why
 
 
 def test_parse_price_list_ignores_reserved_zero_and_broken_entries():
     documents = [price_document(usd="0.0000000000", reserved_usd="9.0"), "not json", json.dumps({"terms": {}}), price_document(usd="0.0960000000")]
-    assert cost.parse_price_list(documents) == pytest.approx(0.096)
-    assert cost.parse_price_list([price_document(usd="0.0000000000")]) is None
-    assert cost.parse_price_list([]) is None
+    assert parse_price_list(documents) == pytest.approx(0.096)
+    assert parse_price_list([price_document(usd="0.0000000000")]) is None
+    assert parse_price_list([]) is None
 
 
 # --- the cache ---------------------------------------------------------------------------------------
@@ -307,39 +311,39 @@ def test_parse_price_list_ignores_reserved_zero_and_broken_entries():
 
 def test_a_cached_price_serves_for_a_day(cache_home):
     aws = FakeAws({"m5.xlarge": "0.192"})
-    assert cost.on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
-    price, source = cost.on_demand_price(aws, "m5.xlarge", "us-east-1", NOW + timedelta(hours=23, minutes=59))
+    assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
+    price, source = on_demand_price(aws, "m5.xlarge", "us-east-1", NOW + timedelta(hours=23, minutes=59))
     assert price == pytest.approx(0.192) and "cached" in source
     assert len(aws.calls) == 1
-    other_region = cost.on_demand_price(aws, "m5.xlarge", "us-west-2", NOW)
+    other_region = on_demand_price(aws, "m5.xlarge", "us-west-2", NOW)
     assert other_region[0] == pytest.approx(0.192) and len(aws.calls) == 2  # cached per region
     assert cache_home.exists()
 
 
 def test_a_cached_price_expires_after_a_day():
     aws = FakeAws({"m5.xlarge": "0.192"})
-    cost.on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)
+    on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)
     aws.prices["m5.xlarge"] = "0.200"
-    price, source = cost.on_demand_price(aws, "m5.xlarge", "us-east-1", NOW + timedelta(days=1, seconds=1))
+    price, source = on_demand_price(aws, "m5.xlarge", "us-east-1", NOW + timedelta(days=1, seconds=1))
     assert price == pytest.approx(0.2) and "cached" not in source and len(aws.calls) == 2
 
 
 def test_no_price_is_not_cached():
     aws = FakeAws(error=AwsError("throttled"))
-    assert cost.on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] is None
+    assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] is None
     aws.error, aws.prices = None, {"m5.xlarge": "0.192"}
-    assert cost.on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
+    assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
     assert len(aws.calls) == 2
 
 
 def test_cache_lives_under_home_without_xdg_and_survives_corruption(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     path = tmp_path / "home" / ".cache" / "condor_annex" / "prices.json"
-    assert cost.cache_path() == path
+    assert cache_path() == path
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     aws = FakeAws({"m5.xlarge": "0.192"})
-    assert cost.on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
+    assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
     assert json.loads(path.read_text())["prices"]["us-east-1/m5.xlarge"]["usd"] == pytest.approx(0.192)
 
 
@@ -348,7 +352,7 @@ def test_an_unwritable_cache_is_only_a_cache(tmp_path, monkeypatch):
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # a file where the directory should be
     aws = FakeAws({"m5.xlarge": "0.192"})
-    assert cost.on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
+    assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
 
 
 # --- what was spent ----------------------------------------------------------------------------------
@@ -370,23 +374,23 @@ def test_spent_runs_the_meter_from_launch_times():
             instance("m5.xlarge", NOW - timedelta(seconds=10), "pending"),
         ],
     }
-    hours, usd = cost.spent(groups, {"m5.large": 0.10, "m5.xlarge": 0.20}, NOW)
+    hours, usd = spent(groups, {"m5.large": 0.10, "m5.xlarge": 0.20}, NOW)
     assert hours == pytest.approx(2 + 0.5 + 1 + 60 / 3600)
     assert usd == pytest.approx(0.10 * 2.5 + 0.20 * (1 + 60 / 3600))
     flat = [i for g in groups.values() for i in g]
-    assert cost.spent(flat, {"m5.large": 0.10, "m5.xlarge": 0.20}, NOW) == (hours, usd)
+    assert spent(flat, {"m5.large": 0.10, "m5.xlarge": 0.20}, NOW) == (hours, usd)
 
 
 def test_spent_without_a_price_gives_hours_only():
-    hours, usd = cost.spent([instance("m5.large", NOW - timedelta(hours=1))], {"m5.large": None}, NOW)
+    hours, usd = spent([instance("m5.large", NOW - timedelta(hours=1))], {"m5.large": None}, NOW)
     assert hours == pytest.approx(1) and usd is None
-    assert cost.spent([], {}, NOW) == (0.0, 0.0)
+    assert spent([], {}, NOW) == (0.0, 0.0)
 
 
 def test_stack_prices_for_the_meter():
     stack = annex_stack({"InstanceType1": "m5.large", "SpotPrice1": "0.05", "Count1": "1", "InstanceType2": "m5.xlarge", "SpotPrice2": "",
                          "Count2": "1", "InstanceType3": "c5.large", "SpotPrice3": "", "Count3": "1"})
-    prices = cost.stack_prices(FakeAws({"m5.xlarge": "0.192"}), stack, NOW)
+    prices = stack_prices(FakeAws({"m5.xlarge": "0.192"}), stack, NOW)
     assert prices == {"m5.large": 0.05, "m5.xlarge": pytest.approx(0.192), "c5.large": None}
 
 
@@ -394,7 +398,7 @@ def test_group_instances_reads_launch_times_from_ec2(aws_env):
     """Against the moto server: instances tagged by their AutoScaling group, with LaunchTime, in few calls."""
     import boto3
 
-    from annex.aws import Aws
+    from annex.aws.session import Aws
 
     ec2 = boto3.client("ec2", region_name="us-east-1")
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
@@ -405,14 +409,14 @@ def test_group_instances_reads_launch_times_from_ec2(aws_env):
         autoscaling.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName="lc", MinSize=0,
                                               MaxSize=size, DesiredCapacity=size, AvailabilityZones=[zone])
     aws = Aws("us-east-1")
-    found = aws.group_instances(["annex-g-1", "annex-g-2"])
+    found = aws.ec2.group_instances(["annex-g-1", "annex-g-2"])
     assert len(found) == 5 and all(i["LaunchTime"] for i in found)
-    from annex import fleet
-    from annex.aws import AnnexStack
+    from annex.fleet import reader as fleet
+    from annex.aws.views import AnnexStack
 
     one = AnnexStack("s1", "arn:aws:cloudformation:us-east-1:1:stack/s1/x", "CREATE_COMPLETE", outputs={"GroupNames": "annex-g-1"})
     two = AnnexStack("s2", "arn:aws:cloudformation:us-east-1:1:stack/s2/x", "CREATE_COMPLETE", outputs={"GroupNames": "annex-g-2"})
     fleets = fleet.read(aws, [one, two])  # each stack's own groups' instances, never someone else's
     assert (len(fleets["s1"].instances), fleets["s1"].desired, len(fleets["s2"].instances), fleets["s2"].desired) == (3, 3, 2, 2)
-    hours, usd = cost.spent(found, {"m5.large": 0.096}, datetime.now(timezone.utc) + timedelta(hours=1))
+    hours, usd = spent(found, {"m5.large": 0.096}, datetime.now(timezone.utc) + timedelta(hours=1))
     assert hours == pytest.approx(5, abs=0.05) and usd == pytest.approx(5 * 0.096, abs=0.01)

@@ -18,10 +18,11 @@ from urllib.parse import unquote_plus
 import pytest
 
 import leasekit
-from annex import lifecycle
-from annex.config import expiry_cron, iso_utc
+from annex.lifecycle import extend as lifecycle
+from annex.config.when import expiry_cron, iso_utc
 from annex.names import EXPIRY_KEY, LEAVING_PREFIX, SETUP_STACK, SWEEP_FUNCTION, TAG_EXPIRY
-from annex.render import function_code, templates_bucket
+from annex.template.render import function_code
+from annex.interface import templates_bucket
 
 pytestmark = pytest.mark.aws
 
@@ -85,7 +86,7 @@ def expired(tmp_path_factory):
             aws = acct.aws()
             big, small = deploy(aws, "Old-Lab", 1000), deploy(aws, "Small-Lab", 8)
             other = deploy(aws, "Other-Lab", 4, expiry=LATER)
-            groups = aws.groups(big.groups)  # (a full snapshot of 1,000 instances takes moto seconds)
+            groups = aws.groups.describe(big.groups)  # (a full snapshot of 1,000 instances takes moto seconds)
             before = {"big": {"groups": len(groups), "instances": sum(len(g["Instances"]) for g in groups),
                               "objects": leasekit.bucket_objects(aws, big.bucket)},
                       "other": leasekit.snapshot(aws, other)}
@@ -194,7 +195,7 @@ def test_each_step_runs_whatever_fails_and_the_run_raises_at_the_end(hand, aws, 
     # stays, so that its name is not freed while the stack names it).
     assert leasekit.stack_status(aws, annex.stack_id) == "UPDATE_COMPLETE"
     assert leasekit.bucket_objects(aws, annex.bucket) == {}
-    assert all(g["DesiredCapacity"] == g["MaxSize"] == 0 for g in aws.groups(annex.groups))
+    assert all(g["DesiredCapacity"] == g["MaxSize"] == 0 for g in aws.groups.describe(annex.groups))
     retry = lease(hand, annex, AFTER)  # Lambda's retry
     assert retry.returncode == 0, retry.stderr
     assert retry.actions == ["scale-to-zero", "scale-to-zero", "empty-bucket", "delete-stack"]
@@ -236,7 +237,7 @@ def test_an_extension_moves_the_schedules_and_a_left_over_trigger_changes_nothin
 
     request = lifecycle.ExtendRequest(annex.project_id, expiry=LATER)
     lifecycle.execute_extend(lifecycle.plan_extend(request, aws=aws), leasekit.RecordingUi())
-    stack = aws.find_stack(annex.stack_id)
+    stack = aws.stacks.find(annex.stack_id)
     assert stack.status == "UPDATE_COMPLETE" and stack.parameters["Expiry"] == LATER and stack.tags[TAG_EXPIRY] == LATER
     extended = leasekit.snapshot(aws, annex)
     later = datetime(2031, 1, 8, 12, 30, tzinfo=timezone.utc)
@@ -275,7 +276,7 @@ def leave_event(bucket: str, *keys: str) -> dict:
 
 
 def group_of(aws, annex, index: int) -> dict:
-    (group,) = aws.groups([annex.groups[index]])
+    (group,) = aws.groups.describe([annex.groups[index]])
     return group
 
 
@@ -298,11 +299,11 @@ def assert_left(aws, annex, index: int, instance: str, others_before: dict) -> N
     assert [i["InstanceId"] for i in group["Instances"]] != [instance] and len(group["Instances"]) == 1
     assert instance_state(aws, instance) in ("shutting-down", "terminated")
     assert instance not in leasekit.running_instances(aws, annex.groups)
-    assert {g["AutoScalingGroupName"]: g for g in aws.groups(annex.groups) if g["AutoScalingGroupName"] != group["AutoScalingGroupName"]} == others_before
+    assert {g["AutoScalingGroupName"]: g for g in aws.groups.describe(annex.groups) if g["AutoScalingGroupName"] != group["AutoScalingGroupName"]} == others_before
 
 
 def others(aws, annex, index: int) -> dict:
-    return {g["AutoScalingGroupName"]: g for g in aws.groups(annex.groups) if g["AutoScalingGroupName"] != annex.groups[index]}
+    return {g["AutoScalingGroupName"]: g for g in aws.groups.describe(annex.groups) if g["AutoScalingGroupName"] != annex.groups[index]}
 
 
 def test_an_idle_instance_leaves_its_group_which_shrinks(hand, aws, leavers):
@@ -395,7 +396,7 @@ def test_the_instance_program_asks_to_leave_and_the_lease_lets_it_go(hand, aws, 
     records = leasekit.leaving_events(sqs, queue)
     assert len(records) == 1 and records[0]["eventSource"] == "aws:s3" and records[0]["s3"]["bucket"]["name"] == annex.bucket
     assert unquote_plus(records[0]["s3"]["object"]["key"]) == LEAVING_PREFIX + instance  # S3 URL-encodes it (moto even its '/')
-    assert aws.keys(annex.bucket, LEAVING_PREFIX) == {LEAVING_PREFIX + instance}
+    assert aws.s3.keys(annex.bucket, LEAVING_PREFIX) == {LEAVING_PREFIX + instance}
     run = lease(hand, annex, "2030-06-01 12:00:00", event={"Records": records})
     assert run.returncode == 0, run.stderr
     assert run.result == {"stack": annex.stack, "left": [instance]}
@@ -505,7 +506,7 @@ def test_the_sweep_never_touches_the_set_up_nor_a_stack_that_is_not_an_annex(swe
         assert record is not None and record["StackStatus"] == "CREATE_COMPLETE"
         assert (record.get("LastUpdatedTime"), record["Parameters"]) == (was.get("LastUpdatedTime"), was["Parameters"])
     assert saws.client("lambda").get_function_configuration(FunctionName=SWEEP_FUNCTION)["Handler"] == "index.sweep"
-    assert saws.bucket_exists(templates_bucket("123456789012", "us-east-1"))
+    assert saws.s3.exists(templates_bucket("123456789012", "us-east-1"))
     topics = {t["TopicArn"].rsplit(":", 1)[1].split("-Topic-")[0] for t in saws.client("sns").list_topics()["Topics"]}
     assert set(swept.bystanders) <= topics
 

@@ -28,7 +28,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from annex.config import expiry_cron, stack_name
+from annex.config.when import expiry_cron
+from annex.interface import stack_name
 from tests.support.sandbox import prepare_account, write_pool
 
 CLI = str(Path(sys.executable).with_name("condor_annex"))

@@ -10,8 +10,11 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 
-from annex import cost
-from annex.config import Reference, iso_utc, make_config, stack_name
+from annex.money.ceiling import ceiling as ceiling_
+from annex.money.limits import check_limits, limits_for, parse_limits
+from annex.config.request import Reference, make_config
+from annex.config.when import iso_utc
+from annex.interface import stack_name
 from annex.errors import ConfigError, SetupError
 from annex.names import LIMITS_PARAMETER
 from tests.support.cli import Sessions, run_cli
@@ -34,7 +37,7 @@ def refusal(call) -> ConfigError:
 
 
 def test_no_parameter_means_defaults_that_protect_a_first_time_user():
-    limits = cost.parse_limits(None, PROJECT, "us-east-1")
+    limits = parse_limits(None, PROJECT, "us-east-1")
     assert (limits.max_instances, limits.max_lease, limits.max_ceiling) == (64, timedelta(days=7), 1000.0)
     assert limits.source == "the defaults"
 
@@ -42,12 +45,12 @@ def test_no_parameter_means_defaults_that_protect_a_first_time_user():
 def test_project_overrides_apply_to_that_project_only():
     text = json.dumps({"max_instances": 8, "max_lease_hours": 12, "max_ceiling_usd": 50,
                        "projects": {PROJECT: {"max_instances": 200, "max_ceiling_usd": 5000}}})
-    mine = cost.parse_limits(text, PROJECT, "us-east-1")
+    mine = parse_limits(text, PROJECT, "us-east-1")
     assert (mine.max_instances, mine.max_lease, mine.max_ceiling) == (200, timedelta(hours=12), 5000.0)
     assert mine.source == LIMITS_PARAMETER
-    other = cost.parse_limits(text, "someone-else", "us-east-1")
+    other = parse_limits(text, "someone-else", "us-east-1")
     assert (other.max_instances, other.max_lease, other.max_ceiling) == (8, timedelta(hours=12), 50.0)
-    partial = cost.parse_limits(json.dumps({"max_lease_hours": 1.5}), None, "us-east-1")
+    partial = parse_limits(json.dumps({"max_lease_hours": 1.5}), None, "us-east-1")
     assert partial.max_lease == timedelta(minutes=90) and partial.max_instances == 64
 
 
@@ -67,7 +70,7 @@ def test_project_overrides_apply_to_that_project_only():
 )
 def test_a_broken_limits_document_is_the_administrators_to_fix(text, says):
     with pytest.raises(SetupError) as broken:
-        cost.parse_limits(text, "x", "us-east-1")
+        parse_limits(text, "x", "us-east-1")
     assert says in str(broken.value) and LIMITS_PARAMETER in str(broken.value)
 
 
@@ -76,29 +79,29 @@ def test_a_broken_limits_document_is_the_administrators_to_fix(text, says):
 
 def request(instances=4, hours=10):
     config = make_config(PROJECT, NOW + timedelta(hours=hours), instances, [SPOT], now=NOW)
-    return config, cost.ceiling(None, config, now=NOW)
+    return config, ceiling_(None, config, now=NOW)
 
 
 def check(limits, config, ceiling, **kw):
-    return cost.check_limits(limits, config.instances, config.expiry, ceiling, now=NOW, **kw)
+    return check_limits(limits, config.instances, config.expiry, ceiling, now=NOW, **kw)
 
 
 def test_within_the_default_limits_passes():
     config, ceiling = request(64, 150)  # 64 × 0.10 × 150 = $960
     assert ceiling.total == pytest.approx(960)
-    check(cost.parse_limits(None, None, "us-east-1"), config, ceiling)
+    check(parse_limits(None, None, "us-east-1"), config, ceiling)
 
 
 def test_too_many_instances_is_refused_with_the_numbers():
-    limits = cost.parse_limits(json.dumps({"max_instances": 10}), PROJECT, "us-east-1")
+    limits = parse_limits(json.dumps({"max_instances": 10}), PROJECT, "us-east-1")
     config, ceiling = request(instances=11)
     error = refusal(lambda: check(limits, config, ceiling))
-    assert error.field == "instances" and str(error).startswith("--instances 11 ")
+    assert error.field == "instances" and str(error).startswith("instances 11 ")
     assert "limit of 10 instances per annex in us-east-1" in str(error)
 
 
 def test_too_long_a_lease_is_refused():
-    limits = cost.parse_limits(json.dumps({"max_lease_hours": 24}), None, "us-east-1")
+    limits = parse_limits(json.dumps({"max_lease_hours": 24}), None, "us-east-1")
     config, ceiling = request(hours=25)
     error = refusal(lambda: check(limits, config, ceiling))
     assert error.field == "expiry" and "beyond the longest lease in us-east-1, 24 hours (until" in str(error)
@@ -106,7 +109,7 @@ def test_too_long_a_lease_is_refused():
 
 
 def test_the_lease_counts_from_the_annexs_creation():
-    limits = cost.parse_limits(json.dumps({"max_lease_hours": 24}), None, "us-east-1")
+    limits = parse_limits(json.dumps({"max_lease_hours": 24}), None, "us-east-1")
     config, ceiling = request(hours=10)
     check(limits, config, ceiling)  # a new annex: 10 hours from now
     error = refusal(lambda: check(limits, config, ceiling, created=NOW - timedelta(hours=20)))  # 30 hours from its creation
@@ -115,7 +118,7 @@ def test_the_lease_counts_from_the_annexs_creation():
 
 
 def test_too_high_a_ceiling_is_refused_whatever_the_budget():
-    limits = cost.parse_limits(json.dumps({"max_ceiling_usd": 3, "projects": {PROJECT: {"max_ceiling_usd": 3.5}}}), PROJECT, "us-east-1")
+    limits = parse_limits(json.dumps({"max_ceiling_usd": 3, "projects": {PROJECT: {"max_ceiling_usd": 3.5}}}), PROJECT, "us-east-1")
     config, ceiling = request(instances=4, hours=10)  # 4 × 0.10 × 10 = $4
     error = refusal(lambda: check(limits, config, ceiling))
     assert error.field == "budget" and "up to $4.00, more than the limit of $3.50 per annex in us-east-1" in str(error)
@@ -123,7 +126,7 @@ def test_too_high_a_ceiling_is_refused_whatever_the_budget():
 
 def test_default_ceiling_refuses_a_week_of_64_instances_at_ten_cents():
     config, ceiling = request(64, 168)
-    error = refusal(lambda: check(cost.parse_limits(None, None, "us-east-1"), config, ceiling))
+    error = refusal(lambda: check(parse_limits(None, None, "us-east-1"), config, ceiling))
     assert error.field == "budget" and "$1,000.00" in str(error) and "$1,075.20" in str(error)
 
 
@@ -132,7 +135,7 @@ def test_default_ceiling_refuses_a_week_of_64_instances_at_ten_cents():
 
 @pytest.fixture
 def cli(monkeypatch, tmp_path):
-    monkeypatch.setattr("annex.condor.pool_slots", lambda pool, ids=None: {i: 0 for i in ids or ()})
+    monkeypatch.setattr("annex.lifecycle.status.pool_slots", lambda pool, ids=None: {i: 0 for i in ids or ()})
     sessions = Sessions().install(monkeypatch)
     env = {"CONDOR_CONFIG": str(write_pool(tmp_path / "pool")), "XDG_CACHE_HOME": str(tmp_path / "cache"), "AWS_REGION": None}
     return sessions, env
@@ -184,14 +187,14 @@ def test_extend_is_refused_beyond_the_limits_and_changes_nothing(cli):
 
 
 def test_limits_for_reads_the_parameter_in_the_annex_region(aws_env):
-    from annex.aws import Aws
+    from annex.aws.session import Aws
 
     def put(document, region):
         boto3.client("ssm", region_name=region).put_parameter(Name=LIMITS_PARAMETER, Type="String", Value=json.dumps(document), Overwrite=True)
 
-    assert cost.limits_for(Aws("us-east-1"), "x").max_instances == 64  # none set: the defaults
+    assert limits_for(Aws("us-east-1"), "x").max_instances == 64  # none set: the defaults
     put({"max_instances": 3, "projects": {"x": {"max_instances": 5}}}, "us-east-1")
     put({"max_instances": 7}, "us-west-2")
-    assert cost.limits_for(Aws("us-east-1"), "x").max_instances == 5
-    assert cost.limits_for(Aws("us-east-1"), "y").max_instances == 3
-    assert cost.limits_for(Aws("us-west-2"), "x").max_instances == 7
+    assert limits_for(Aws("us-east-1"), "x").max_instances == 5
+    assert limits_for(Aws("us-east-1"), "y").max_instances == 3
+    assert limits_for(Aws("us-west-2"), "x").max_instances == 7

@@ -1,4 +1,4 @@
-"""check_parameters / check_rules: CloudFormation's parameter constraints, checked locally."""
+"""check_parameters: CloudFormation's parameter constraints, checked locally."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from annex.parameters import check_parameters, check_rules, check_value, members, parse_number, resolve
+from annex.template.parameters import check_parameters, check_value, members, parse_number, resolve
 
 
 def template(**parameters):
@@ -304,134 +304,12 @@ def test_a_template_without_parameters():
     assert check_parameters({"Resources": {}}, {"X": "1"}) == ["Parameters: [X] do not exist in the template"]
 
 
-# --- Rules -------------------------------------------------------------------------------------------------
-
-
-RULES_TEMPLATE = {
-    "Parameters": {
-        "Environment": {"Type": "String", "AllowedValues": ["test", "prod"]},
-        "InstanceType": {"Type": "String"},
-        "Types": {"Type": "CommaDelimitedList"},
-        "UseSSL": {"Type": "String", "Default": "No"},
-        "Certificate": {"Type": "String", "Default": ""},
-        "Subnets": {"Type": "List<AWS::EC2::Subnet::Id>"},
-    },
-    "Rules": {
-        "testInstanceType": {
-            "RuleCondition": {"Fn::Equals": [{"Ref": "Environment"}, "test"]},
-            "Assertions": [
-                {
-                    "Assert": {"Fn::Contains": [["a1.medium"], {"Ref": "InstanceType"}]},
-                    "AssertDescription": "For a test environment, the instance type must be a1.medium",
-                }
-            ],
-        },
-        "typesAllowed": {
-            "Assertions": [{"Assert": {"Fn::EachMemberIn": [{"Ref": "Types"}, ["m7i.large", "c7i.large"]]}}],
-        },
-        "certificateWithSSL": {
-            "RuleCondition": {"Fn::Equals": [{"Ref": "UseSSL"}, "Yes"]},
-            "Assertions": [
-                {
-                    "Assert": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Certificate"}, ""]}]},
-                    "AssertDescription": "ACM Certificate value cannot be empty if SSL is required",
-                }
-            ],
-        },
-        "subnetsInVpc": {  # needs the account: not decided here
-            "Assertions": [
-                {"Assert": {"Fn::EachMemberIn": [{"Fn::ValueOfAll": ["AWS::EC2::Subnet::Id", "VpcId"]}, {"Fn::RefAll": "AWS::EC2::VPC::Id"}]}}
-            ]
-        },
-    },
-}
-RULE_VALUES = {"Environment": "test", "InstanceType": "a1.medium", "Types": "m7i.large", "Subnets": "subnet-12345678"}
-
-
-def test_rules_that_hold():
-    assert check_rules(RULES_TEMPLATE, RULE_VALUES) == []
-
-
-def test_a_failed_assertion_reports_its_description():
-    assert check_rules(RULES_TEMPLATE, RULE_VALUES | {"InstanceType": "a1.large"}) == [
-        "Rule testInstanceType: For a test environment, the instance type must be a1.medium"
-    ]
-
-
-def test_a_false_rule_condition_skips_the_rule():
-    assert check_rules(RULES_TEMPLATE, RULE_VALUES | {"Environment": "prod", "InstanceType": "a1.large"}) == []
-
-
-def test_defaults_and_previous_values_reach_the_rules():
-    assert check_rules(RULES_TEMPLATE, RULE_VALUES | {"UseSSL": "Yes"}) == [
-        "Rule certificateWithSSL: ACM Certificate value cannot be empty if SSL is required"
-    ]
-    assert check_rules(RULES_TEMPLATE, RULE_VALUES | {"UseSSL": "Yes"}, previous={"Certificate": "arn:x"}) == []
-
-
-def test_list_parameters_are_lists_in_rules():
-    (problem,) = check_rules(RULES_TEMPLATE, RULE_VALUES | {"Types": "m7i.large, p5.48xlarge"})
-    assert problem.startswith("Rule typesAllowed: assertion 1 fails: ")
-
-
-@pytest.mark.parametrize(
-    ("expression", "expected"),
-    [
-        ({"Fn::And": [{"Fn::Equals": ["a", "a"]}, {"Fn::Equals": ["b", "b"]}]}, True),
-        ({"Fn::And": [{"Fn::Equals": ["a", "a"]}, {"Fn::Equals": ["b", "c"]}]}, False),
-        ({"Fn::Or": [{"Fn::Equals": ["a", "b"]}, {"Fn::Equals": ["b", "b"]}]}, True),
-        ({"Fn::Or": [{"Fn::Equals": ["a", "b"]}, {"Fn::Equals": ["b", "c"]}]}, False),
-        ({"Fn::Not": [{"Fn::Equals": ["a", "b"]}]}, True),
-        ({"Fn::Contains": [["a", "b"], "b"]}, True),
-        ({"Fn::Contains": [["a", "b"], "c"]}, False),
-        ({"Fn::EachMemberEquals": [["a", "a"], "a"]}, True),
-        ({"Fn::EachMemberEquals": [["a", "b"], "a"]}, False),
-        ({"Fn::EachMemberIn": [["a", "b"], ["a", "b", "c"]]}, True),
-        ({"Fn::EachMemberIn": [["a", "d"], ["a", "b", "c"]]}, False),
-        ({"Fn::Equals": [{"Ref": "N"}, 3]}, True),  # a Number parameter's Ref is a string; 3 reads as "3"
-        # what needs the account is undecided, unless the rest decides
-        ({"Fn::Equals": [{"Fn::ValueOf": ["N", "Tags.Department"]}, "IT"]}, None),
-        ({"Fn::And": [{"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}, {"Fn::Equals": ["a", "b"]}]}, False),
-        ({"Fn::Or": [{"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}, {"Fn::Equals": ["a", "a"]}]}, True),
-        ({"Fn::And": [{"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}, {"Fn::Equals": ["a", "a"]}]}, None),
-    ],
-)
-def test_rule_functions(expression, expected):
-    rules = {
-        "Parameters": {"N": {"Type": "Number"}},
-        "Rules": {"R": {"Assertions": [{"Assert": expression, "AssertDescription": "failed"}]}},
-    }
-    problems = check_rules(rules, {"N": "3"})
-    if expected is False:
-        assert problems == ["Rule R: failed"]
-    else:  # true, or undecided here (CloudFormation decides)
-        assert problems == []
-
-
-def test_malformed_rules_are_problems():
-    bad = {
-        "Parameters": {"N": {"Type": "Number"}},
-        "Rules": {
-            "RefToNothing": {"Assertions": [{"Assert": {"Fn::Equals": [{"Ref": "Nope"}, "x"]}}]},
-            "NotAFunction": {"Assertions": [{"Assert": {"Fn::Join": ["", ["a"]]}}]},
-            "NoAssertions": {"RuleCondition": {"Fn::Equals": ["a", "a"]}},
-            "NotBoolean": {"Assertions": [{"Assert": {"Fn::Not": ["x"]}}]},
-        },
-    }
-    problems = check_rules(bad, {"N": "1"})
-    assert [p.split(":")[0] for p in problems] == ["Rule RefToNothing", "Rule NotAFunction", "Rule NoAssertions", "Rule NotBoolean"]
-
-
-def test_no_rules_no_problems():
-    assert check_rules(template(A={"Type": "String"}), {"A": "x"}) == []
-
-
 # --- the annex template ------------------------------------------------------------------------------------
 
 
 def annex_template(references=3, published=None) -> dict:
     """The annex template (inline, or published for `published`) as a dict."""
-    from annex.template import build_template
+    from annex.template.annex import build_template
 
     return build_template(references, published).to_dict()
 
@@ -473,7 +351,6 @@ def test_the_annex_template_accepts_a_valid_set_of_values():
     rendered = annex_template(3)
     values = valid_values(rendered["Parameters"])
     assert check_parameters(rendered, values) == []
-    assert check_rules(rendered, values) == []
 
 
 def test_the_annex_template_refuses_invalid_values():
@@ -533,7 +410,7 @@ def test_the_annex_template_on_a_parameter_only_update():
 
 def test_the_published_annex_template_enforces_the_administrators_limits():
     """The published variant fixes instance types (AllowedValues) and bounds counts (MaxValue)."""
-    from annex.template import Published
+    from annex.template.annex import Published
 
     published = Published(instance_types=("m7i.large", "c7i.large", "c7i.xlarge"), spot_price=None, ami="ami-0123456789abcdef0", max_instances=64)
     rendered = annex_template(3, published)

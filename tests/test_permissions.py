@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from annex import permissions
+from annex.policies import schemas as permissions
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "annex" / permissions.DATA_FILE
@@ -184,7 +184,7 @@ def test_resource_kinds_in_the_checked_in_file():
 def test_loader_imports_neither_cfnlint_nor_parliament():
     code = (
         "import json, sys\n"
-        "import annex.permissions as p\n"
+        "import annex.policies.schemas as p\n"
         "p.needed(['AWS::S3::Bucket'], namespaces=['s3']); p.resource_kinds('s3:CreateBucket')\n"
         "p.missing(['s3:*'], ['AWS::IAM::Role']); p.handler_actions('AWS::IAM::Role')\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('cfnlint', 'parliament'))))\n"

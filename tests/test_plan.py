@@ -7,30 +7,30 @@ truthfully what exists, where, and how to go on.
 
 from __future__ import annotations
 
+from annex.cli.options import message as cli_message
+from annex.cli.options import option_for
+
+import pathlib
+import re
+
 import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from botocore.stub import Stubber
 
-from annex import lifecycle, status
-from annex.aws import Aws, Caller
-from annex.config import iso_utc, stack_name
+from annex.lifecycle import common, status
+from annex.aws.session import Aws
+from annex.aws.views import Caller
+from annex.config.when import iso_utc
+from annex.interface import stack_name
 from annex.errors import AnnexExists, AwsError, ConfigError, PoolError, SetupError, StackFailed, StackNotFound
-from annex.lifecycle import (
-    CreateRequest,
-    DeleteRequest,
-    ExtendRequest,
-    Interrupted,
-    execute_create,
-    execute_delete,
-    execute_extend,
-    plan_create,
-    plan_delete,
-    plan_extend,
-)
+from annex.lifecycle.create import CreateRequest, execute_create, plan_create
+from annex.lifecycle.delete import DeleteRequest, execute_delete, plan_delete
+from annex.lifecycle.extend import ExtendRequest, execute_extend, plan_extend
+from annex.lifecycle.common import Interrupted
 from annex.names import EXPIRY_KEY, PROFILE_PROJECT_SETTING, TAG_EXPIRY, TAG_INSTANCES
-from annex.ui import create_summary, extend_summary
+from annex.cli.text import create_summary, extend_summary
 from tests.support.fake_aws import FakeAws, published_setup
 from tests.support.recording_ui import RecordingUi
 from tests.support.sandbox import write_pool
@@ -116,8 +116,8 @@ ACCOUNT = [
 def test_plan_create_refuses_bad_input_naming_the_option_and_changes_nothing(fake, request_for, kw, option):
     with pytest.raises(ConfigError) as refused:
         plan_create(request_for(**kw), aws=fake, now=NOW)
-    message = str(refused.value)
-    assert refused.value.field == option and message.startswith(f"--{option} "), message
+    message = cli_message(refused.value)
+    assert option_for(refused.value.field) == f"--{option}" and message.startswith(f"--{option} "), message
     assert "\n" not in message and len(message) < 400
     assert fake.mutations() == []
     if (kw, option) in INPUT:
@@ -129,7 +129,7 @@ def test_a_bad_token_file_names_the_option(fake, request_for, tmp_path):
     junk.write_text("not a token\n")
     with pytest.raises(ConfigError) as refused:
         plan_create(request_for(token_file=str(junk)), aws=fake, now=NOW)
-    assert refused.value.field == "token-file" and str(junk) in str(refused.value)
+    assert refused.value.field == "token_file" and str(junk) in str(refused.value)
     assert fake.mutations() == []
 
 
@@ -265,7 +265,7 @@ def interrupt_in(fake: FakeAws, phase: str) -> None:
         fake.inject("put_objects", KeyboardInterrupt())
     else:
         fake.script("update", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE")
-        fake.inject("wait", KeyboardInterrupt(), when=lambda stack_id: fake.stacks[stack_id].operation == "update")
+        fake.inject("wait", KeyboardInterrupt(), when=lambda stack_id: fake.stack_table[stack_id].operation == "update")
 
 
 @pytest.mark.parametrize("phase, says", [
@@ -458,7 +458,7 @@ def test_delete_empties_the_bucket_then_deletes_the_stack(fake, ui):
     execute_delete(plan, ui)
     assert names(fake.mutations()) == ["empty_bucket", "delete_stack"]
     assert fake.find_stack(STACK) is None and bucket not in fake.buckets and fake.group_table == {}
-    assert ui.phases == [(f"Deleting annex {PROJECT!r}", lifecycle.TYPICAL["delete"])]
+    assert ui.phases == [(f"Deleting annex {PROJECT!r}", common.TYPICAL["delete"])]
 
 
 def test_delete_removes_a_bucket_an_emulator_kept(fake, ui):
@@ -514,7 +514,7 @@ def test_delete_takes_the_project_from_the_profile():
     assert plan_delete(DeleteRequest(None), aws=fake).stack.name == STACK
     with pytest.raises(ConfigError) as refused:
         plan_delete(DeleteRequest(None), aws=FakeAws(now=NOW))
-    assert refused.value.field == "project-id"
+    assert refused.value.field == "project_id"
 
 
 # --- status records ------------------------------------------------------------------------------------
@@ -555,7 +555,7 @@ def test_status_never_lists_deleted_annexes(fake, ui):
     fake.add_stack("gone")
     fake.add_stack("kept")
     execute_delete(plan_delete(DeleteRequest("gone"), aws=fake), ui)
-    assert fake.stacks and any(s.status == "DELETE_COMPLETE" for s in fake.stacks.values())
+    assert fake.stack_table and any(s.status == "DELETE_COMPLETE" for s in fake.stack_table.values())
     assert list(records(fake)) == ["kept"] and records(fake, "gone") == {}
 
 
@@ -582,7 +582,7 @@ def test_the_real_annex_stacks_skips_deleted_and_foreign_stacks(monkeypatch, tmp
         stub.add_response("list_stacks", {"StackSummaries": summaries})
         stub.add_response("describe_stacks", {"Stacks": [stack(live, "CREATE_COMPLETE", {"htcondor:AnnexName": "live"})]}, {"StackName": live})
         stub.add_response("describe_stacks", {"Stacks": [stack("htcondor-annex-untagged", "CREATE_COMPLETE", {})]}, {"StackName": "htcondor-annex-untagged"})
-        found = aws.annex_stacks()
+        found = aws.stacks.annexes()
         stub.assert_no_pending_responses()
     assert [s.project_id for s in found] == ["live"]
 
@@ -592,19 +592,23 @@ def test_the_real_annex_stacks_skips_deleted_and_foreign_stacks(monkeypatch, tmp
 
 def test_the_fake_has_the_methods_the_library_calls_with_the_same_signatures():
     import inspect
-    import pathlib
-    import re
 
+    from annex.aws import autoscaling, cloudformation, ec2, iam, lambdas, pricing, s3, ssm
+    from tests.support.fake_aws import SERVICES
+
+    real = {"stacks": cloudformation.Stacks, "ec2": ec2.Ec2, "groups": autoscaling.Groups, "s3": s3.Buckets,
+            "iam": iam.Iam, "ssm": ssm.Parameters, "functions": lambdas.Functions, "pricing": pricing.Pricing}
     called = set()
-    for path in pathlib.Path(lifecycle.__file__).parent.rglob("*.py"):
-        called |= set(re.findall(r"\baws\.([a-z_]+)\(", path.read_text()))
-    called -= {"client"}  # boto3's own clients: only the admin's moto-tested code and the real session use them
-    missing = sorted(name for name in called if not hasattr(FakeAws, name))
-    assert missing == [], f"FakeAws lacks {missing}"
-    for name, member in inspect.getmembers(FakeAws, inspect.isfunction):
-        if name.startswith("_") or not hasattr(Aws, name):
-            continue
-        assert inspect.signature(member) == inspect.signature(getattr(Aws, name)), name
+    for path in pathlib.Path(common.__file__).parents[1].rglob("*.py"):
+        if path.parent.name != "aws":  # the services' calls among themselves stay inside annex/aws
+            called |= set(re.findall(r"\baws\.([a-z_]+\.[a-z_]+)\(", path.read_text()))
+    missing = sorted(c for c in called if c.split(".")[1] not in SERVICES.get(c.split(".")[0], {}))
+    assert missing == [], f"FakeAws stands in for none of {missing}"
+    for service, methods in SERVICES.items():
+        for name, fake_name in methods.items():
+            assert inspect.signature(getattr(FakeAws, fake_name)).parameters.keys() == inspect.signature(getattr(real[service], name)).parameters.keys(), (service, name)
+    for name in ("caller", "account_id", "profile_setting", "regions"):
+        assert inspect.signature(getattr(FakeAws, name)) == inspect.signature(getattr(Aws, name)), name
 
 
 def test_the_fake_serves_the_administrators_set_up_too(tmp_path, ui):

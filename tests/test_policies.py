@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 from troposphere import encode_to_dict
 
-from annex import permissions, policies
+from annex.policies import handlers as policies
+from annex.policies import roles
+from annex.policies import schemas as permissions
 from annex.admin.template import build_setup_template
-from annex.template import RESOURCE_TYPES, build_template
+from annex.template.annex import RESOURCE_TYPES, build_template
 
 ROOT = Path(__file__).resolve().parent.parent
 CRUD = ("create", "read", "update", "delete")
@@ -84,7 +86,7 @@ def test_every_exclusion_has_a_reason_and_is_still_asked_for_by_some_handler():
 def test_the_measure_of_the_issue_before_and_after():
     """The issue counted 117 handler permissions missing from the old service role; now none is, but those
     EXCLUDED (listed with their reasons in annex/policies.py)."""
-    doc = encode_to_dict(policies.service_role_policy(RESOURCE_TYPES, "arn:aws:iam::1:policy/b", "arn:aws:iam::1:role/l", ["m7i.large"]))
+    doc = encode_to_dict(roles.service_role_policy(RESOURCE_TYPES, "arn:aws:iam::1:policy/b", "arn:aws:iam::1:role/l", ["m7i.large"]))
     all_missing = permissions.missing(allowed_actions(doc), RESOURCE_TYPES, CRUD, policies.NAMESPACES)
     assert set(all_missing) <= set(policies.EXCLUDED)
 
@@ -179,14 +181,14 @@ def test_unscoped_statements_hold_only_actions_aws_cannot_scope(setup, role):
     for s in document(setup["Resources"][role])["Statement"]:
         if s["Effect"] == "Allow" and s["Resource"] == ["*"]:
             for action in s["Action"]:
-                assert "*" in action or permissions.resource_kinds(action) in ((), None) or action in policies.LEASE_UNSCOPED + ["cloudformation:ListStacks"], (s["Sid"], action)
+                assert "*" in action or permissions.resource_kinds(action) in ((), None) or action in roles.LEASE_UNSCOPED + ["cloudformation:ListStacks"], (s["Sid"], action)
                 assert re.match(r"^[a-z0-9-]+:(Describe|List|Get)", action), (s["Sid"], action)  # reads only
 
 
 def test_the_service_role_never_writes_a_policy_and_makes_roles_only_with_the_boundary(setup):
     doc = document(setup["Resources"]["ServiceRole"])
     granted = allowed_actions(doc)
-    for action in policies.ROLE_ESCALATIONS:
+    for action in roles.ROLE_ESCALATIONS:
         assert not permissions.covers(granted, action), action
         assert permissions.covers(denied_unconditionally(doc), action), action
     (boundary,) = [s for s in doc["Statement"] if s["Sid"] == "RolesOnlyWithTheBoundary"]

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from annex.admin.setup import SetupRequest, write_key
 from annex.errors import ConfigError
 from annex.names import LIMITS_PARAMETER, PROFILE_PROJECT_SETTING, SETUP_STACK, TAG_OWNER, TAG_PROJECT, USER_GROUP
-from annex.render import published_key
+from annex.interface import published_key
 from tests.support.account import (
     ACCOUNT,
     authorizations,
@@ -53,11 +53,11 @@ DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Inv
 @pytest.mark.parametrize(
     "request_, field",
     [
-        (SetupRequest(instance_types=("m7i.large,not a type",)), "instance-types"),
-        (SetupRequest(instance_types=tuple(["m7i.large"] * 9)), "instance-types"),
-        (SetupRequest(spot_price="free"), "spot-price"),
+        (SetupRequest(instance_types=("m7i.large,not a type",)), "instance_types"),
+        (SetupRequest(instance_types=tuple(["m7i.large"] * 9)), "instance_types"),
+        (SetupRequest(spot_price="free"), "spot_price"),
         (SetupRequest(ami="ubuntu"), "ami"),
-        (SetupRequest(max_instances=0), "max-instances"),
+        (SetupRequest(max_instances=0), "max_instances"),
     ],
 )
 def test_bad_settings_are_refused_before_any_aws_call(request_, field):

@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from annex.admin.template import SetupSettings, build_setup_template, published_templates
-from annex.config import split_instances
-from annex.lint import lint_template
+from annex.config.request import split_instances
+from annex.template.lint import lint_template
 from annex.names import TEMPLATE_BODY_MAX
-from annex.render import compact, function_code, published_key, render
-from annex.template import RESOURCE_TYPES, Published, build_template
+from annex.template.render import compact, function_code, render
+from annex.interface import published_key
+from annex.template.annex import RESOURCE_TYPES, Published, build_template
 from tests.support import golden
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,7 +240,8 @@ def test_cfn_lint_is_clean(name):
 
 
 def checkov():
-    found = os.environ.get("ANNEX_CHECKOV") or shutil.which("checkov")
+    beside = Path(__file__).resolve().parents[1] / ".venv-checkov" / "bin" / "checkov"
+    found = os.environ.get("ANNEX_CHECKOV") or (str(beside) if beside.exists() else shutil.which("checkov"))
     assert found, "checkov is not installed: run ./bin/test, which installs it in its own environment"
     return found
 

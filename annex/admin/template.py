@@ -24,24 +24,31 @@ through the EC2 API and writes it to a 0600 file.
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
 
-from troposphere import GetAtt, GetAZs, Join, Output, Parameter, Ref, Select, Sub, Tags, Template, Export
-from troposphere import awslambda, ec2, events, iam, ssm
+from troposphere import (
+    Export,
+    GetAtt,
+    GetAZs,
+    Join,
+    Output,
+    Parameter,
+    Ref,
+    Select,
+    Sub,
+    Tags,
+    Template,
+    awslambda,
+    ec2,
+    events,
+    iam,
+    ssm,
+)
 
-from .. import policies
-from ..errors import ConfigError
+from ..config.setup import SetupSettings, validate
+from ..interface import published_key
 from ..names import (
-    DEFAULT_AMI_PARAMETER,
-    DEFAULT_INSTANCE_TYPES,
-    DEFAULT_MAX_CEILING_USD,
-    DEFAULT_MAX_INSTANCES,
-    DEFAULT_MAX_LEASE_HOURS,
     EXPORT_PREFIX,
-    INSTANCE_TYPE_PATTERN,
     LIMITS_PARAMETER,
-    MAX_REFERENCES,
     PROBE_FUNCTION,
     REFERENCE_PREFIX,
     ROLE_BOUNDARY_POLICY,
@@ -52,53 +59,15 @@ from ..names import (
     USER_GROUP,
     USER_POLICY,
 )
-from ..render import function_code, published_key, render
-from ..template import RESOURCE_TYPES, Published, build_template, lambda_function
+from ..policies.factories import assume_role
+from ..policies.roles import probe_policy, role_boundary, service_role_policy, shared_lease_policy
+from ..policies.users import user_policy
+from ..template.annex import RESOURCE_TYPES, build_template, lambda_function
+from ..template.render import function_code, render
 
 VPC_CIDR = "10.73.0.0/16"
 SUBNET_CIDRS = ("10.73.0.0/20", "10.73.16.0/20")
 DESCRIPTION = "condor_annex set-up: network, launch templates, published annex templates, service role, leases and end-user group"
-@dataclass(frozen=True)
-class SetupSettings:
-    """What the administrator chose; every field has a sensible default."""
-
-    instance_types: tuple[str, ...] = DEFAULT_INSTANCE_TYPES
-    ami: str = DEFAULT_AMI_PARAMETER  # an AMI id, or the name of a public SSM parameter holding one
-    spot_price: str | None = None  # USD per instance-hour; None: on-demand
-    vpc_id: str | None = None  # the administrator's existing VPC; None: the stack makes one
-    subnet_ids: tuple[str, ...] = field(default_factory=tuple)  # that VPC's subnets the annexes use
-    max_instances: int = DEFAULT_MAX_INSTANCES
-    max_lease_hours: float = DEFAULT_MAX_LEASE_HOURS
-    max_ceiling_usd: float = DEFAULT_MAX_CEILING_USD
-
-    def limits(self) -> dict:
-        """The JSON condor_annex reads from /htcondor-annex/limits (annex/cost.py)."""
-        return {"max_instances": int(self.max_instances), "max_lease_hours": float(self.max_lease_hours), "max_ceiling_usd": float(self.max_ceiling_usd), "projects": {}}
-
-    def published(self) -> Published:
-        return Published(self.instance_types, self.spot_price, self.ami, self.max_instances)
-
-    def describe(self) -> dict:
-        """What the set-up stack records of its settings (its `Settings` output), to re-render from."""
-        return {"instance_types": list(self.instance_types), "ami": self.ami, "spot_price": self.spot_price} | self.limits()
-
-
-def validate(settings: SetupSettings) -> None:
-    """Refuse settings AWS would refuse later, naming the option to change."""
-    if not 1 <= len(settings.instance_types) <= MAX_REFERENCES:
-        raise ConfigError("instance-types", f"gives {len(settings.instance_types)} types; the set-up makes 1 to {MAX_REFERENCES} launch templates")
-    for kind in settings.instance_types:
-        if not re.match(INSTANCE_TYPE_PATTERN, kind):
-            raise ConfigError("instance-types", f"{kind!r} is not an instance type (e.g. m7i.large)")
-    if settings.spot_price is not None and (not re.match(r"^\d+(\.\d+)?$", settings.spot_price) or float(settings.spot_price) <= 0):
-        raise ConfigError("spot-price", f"{settings.spot_price!r} is not a positive number of USD per hour")
-    for name, value in (("max-instances", settings.max_instances), ("max-lease-hours", settings.max_lease_hours), ("max-ceiling", settings.max_ceiling_usd)):
-        if not value > 0:
-            raise ConfigError(name, f"must be positive (got {value:g})")
-    if settings.max_instances != int(settings.max_instances) or settings.max_instances > 10_000:
-        raise ConfigError("max-instances", f"must be a whole number of at most 10000 (got {settings.max_instances:g})")
-    if not (settings.ami.startswith("ami-") or settings.ami.startswith("/")):
-        raise ConfigError("ami", f"{settings.ami!r} is neither an AMI id (ami-...) nor an SSM parameter name (/aws/service/...)")
 
 
 def published_templates(settings: SetupSettings) -> dict[int, tuple[str, str]]:
@@ -116,7 +85,10 @@ def templates_bucket_name() -> Sub:
 
 
 def published_url(key: str) -> Sub:
-    return Sub("https://htcondor-annex-setup-${AWS::AccountId}-${AWS::Region}.s3.${AWS::Region}.${AWS::URLSuffix}/" + key)
+    return Sub(
+        "https://htcondor-annex-setup-${AWS::AccountId}-${AWS::Region}.s3.${AWS::Region}.${AWS::URLSuffix}/"
+        + key
+    )
 
 
 def build_setup_template(settings: SetupSettings | None = None) -> Template:
@@ -125,7 +97,11 @@ def build_setup_template(settings: SetupSettings | None = None) -> Template:
     t = Template(Description=DESCRIPTION)
     t.set_version("2010-09-09")
     image = add_image_parameter(t, settings)
-    vpc, subnets = add_network(t) if settings.vpc_id is None else (settings.vpc_id, ",".join(settings.subnet_ids))
+    vpc, subnets = (
+        add_network(t)
+        if settings.vpc_id is None
+        else (settings.vpc_id, ",".join(settings.subnet_ids))
+    )
     add_launch_templates(t, settings, image)
     boundary = add_role_boundary(t)
     lease_role = add_lease_role(t)
@@ -142,10 +118,21 @@ def build_setup_template(settings: SetupSettings | None = None) -> Template:
 
 def add_image_parameter(t: Template, settings: SetupSettings) -> Parameter:
     if settings.ami.startswith("ami-"):
-        return t.add_parameter(Parameter("ImageId", Type="AWS::EC2::Image::Id", Default=settings.ami, Description="The annex instances' AMI"))
+        return t.add_parameter(
+            Parameter(
+                "ImageId",
+                Type="AWS::EC2::Image::Id",
+                Default=settings.ami,
+                Description="The annex instances' AMI",
+            )
+        )
     return t.add_parameter(
-        Parameter("ImageId", Type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", Default=settings.ami,
-                  Description="Public SSM parameter naming the annex instances' AMI (default: the current Amazon Linux 2023)")
+        Parameter(
+            "ImageId",
+            Type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+            Default=settings.ami,
+            Description="Public SSM parameter naming the annex instances' AMI (default: the current Amazon Linux 2023)",
+        )
     )
 
 
@@ -159,11 +146,31 @@ def name_tag() -> Tags:
 def add_network(t: Template):
     """A VPC with public subnets in two zones: instances reach the pool and AWS directly, no NAT to pay for.
     Returns (VPC id, comma-joined subnet ids)."""
-    vpc = t.add_resource(ec2.VPC("Vpc", CidrBlock=VPC_CIDR, EnableDnsSupport=True, EnableDnsHostnames=True, Tags=name_tag()))
+    vpc = t.add_resource(
+        ec2.VPC(
+            "Vpc",
+            CidrBlock=VPC_CIDR,
+            EnableDnsSupport=True,
+            EnableDnsHostnames=True,
+            Tags=name_tag(),
+        )
+    )
     gateway = t.add_resource(ec2.InternetGateway("InternetGateway", Tags=name_tag()))
-    attachment = t.add_resource(ec2.VPCGatewayAttachment("GatewayAttachment", VpcId=Ref(vpc), InternetGatewayId=Ref(gateway)))
+    attachment = t.add_resource(
+        ec2.VPCGatewayAttachment(
+            "GatewayAttachment", VpcId=Ref(vpc), InternetGatewayId=Ref(gateway)
+        )
+    )
     table = t.add_resource(ec2.RouteTable("RouteTable", VpcId=Ref(vpc), Tags=name_tag()))
-    t.add_resource(ec2.Route("DefaultRoute", DependsOn=[attachment.title], RouteTableId=Ref(table), DestinationCidrBlock="0.0.0.0/0", GatewayId=Ref(gateway)))
+    t.add_resource(
+        ec2.Route(
+            "DefaultRoute",
+            DependsOn=[attachment.title],
+            RouteTableId=Ref(table),
+            DestinationCidrBlock="0.0.0.0/0",
+            GatewayId=Ref(gateway),
+        )
+    )
     subnets = [add_subnet(t, i, cidr, vpc, table) for i, cidr in enumerate(SUBNET_CIDRS, start=1)]
     return Ref(vpc), Join(",", [Ref(s) for s in subnets])
 
@@ -171,12 +178,19 @@ def add_network(t: Template):
 def add_subnet(t: Template, i: int, cidr: str, vpc, table) -> ec2.Subnet:
     subnet = t.add_resource(
         ec2.Subnet(
-            f"Subnet{i}", VpcId=Ref(vpc), CidrBlock=cidr, AvailabilityZone=Select(i - 1, GetAZs("")),
+            f"Subnet{i}",
+            VpcId=Ref(vpc),
+            CidrBlock=cidr,
+            AvailabilityZone=Select(i - 1, GetAZs("")),
             MapPublicIpOnLaunch=True,  # outbound internet without a NAT gateway; no security group admits anything inbound
             Tags=name_tag(),
         )
     )
-    t.add_resource(ec2.SubnetRouteTableAssociation(f"Subnet{i}Routes", SubnetId=Ref(subnet), RouteTableId=Ref(table)))
+    t.add_resource(
+        ec2.SubnetRouteTableAssociation(
+            f"Subnet{i}Routes", SubnetId=Ref(subnet), RouteTableId=Ref(table)
+        )
+    )
     return subnet
 
 
@@ -186,16 +200,34 @@ def add_launch_templates(t: Template, settings: SetupSettings, image) -> list:
     if settings.spot_price:
         market = ec2.InstanceMarketOptions(
             MarketType="spot",
-            SpotOptions=ec2.SpotOptions(MaxPrice=settings.spot_price, SpotInstanceType="one-time", InstanceInterruptionBehavior="terminate"),
+            SpotOptions=ec2.SpotOptions(
+                MaxPrice=settings.spot_price,
+                SpotInstanceType="one-time",
+                InstanceInterruptionBehavior="terminate",
+            ),
         )
     found = []
     for i, kind in enumerate(settings.instance_types, start=1):
-        data = dict(ImageId=Ref(image), InstanceType=kind, MetadataOptions=ec2.MetadataOptions(HttpTokens="required", HttpEndpoint="enabled", HttpPutResponseHopLimit=1))
+        data = dict(
+            ImageId=Ref(image),
+            InstanceType=kind,
+            MetadataOptions=ec2.MetadataOptions(
+                HttpTokens="required", HttpEndpoint="enabled", HttpPutResponseHopLimit=1
+            ),
+        )
         data.update({"InstanceMarketOptions": market} if market else {})
-        found.append(t.add_resource(ec2.LaunchTemplate(
-            f"LaunchTemplate{i}", LaunchTemplateName=f"{REFERENCE_PREFIX}{i}", LaunchTemplateData=ec2.LaunchTemplateData(**data),
-            TagSpecifications=[ec2.TagSpecifications(ResourceType="launch-template", Tags=name_tag())],
-        )))
+        found.append(
+            t.add_resource(
+                ec2.LaunchTemplate(
+                    f"LaunchTemplate{i}",
+                    LaunchTemplateName=f"{REFERENCE_PREFIX}{i}",
+                    LaunchTemplateData=ec2.LaunchTemplateData(**data),
+                    TagSpecifications=[
+                        ec2.TagSpecifications(ResourceType="launch-template", Tags=name_tag())
+                    ],
+                )
+            )
+        )
     return found
 
 
@@ -203,85 +235,153 @@ def add_launch_templates(t: Template, settings: SetupSettings, image) -> list:
 
 
 def add_role_boundary(t: Template) -> iam.ManagedPolicy:
-    return t.add_resource(iam.ManagedPolicy(
-        "RoleBoundary", ManagedPolicyName=ROLE_BOUNDARY_POLICY, Path=SETUP_PATH,
-        Description="condor_annex: the most any role an annex stack creates may do",
-        PolicyDocument=policies.role_boundary(),
-    ))
+    return t.add_resource(
+        iam.ManagedPolicy(
+            "RoleBoundary",
+            ManagedPolicyName=ROLE_BOUNDARY_POLICY,
+            Path=SETUP_PATH,
+            Description="condor_annex: the most any role an annex stack creates may do",
+            PolicyDocument=role_boundary(),
+        )
+    )
 
 
 def add_lease_role(t: Template) -> iam.Role:
-    return t.add_resource(iam.Role(
-        "LeaseRole", Path=SETUP_PATH, Description="condor_annex lease functions: end annexes at their expiry; let idle instances leave",
-        AssumeRolePolicyDocument=policies.assume_role("lambda.amazonaws.com"),
-        Policies=[iam.Policy(PolicyName="end-annexes", PolicyDocument=policies.shared_lease_policy())],
-    ))
+    return t.add_resource(
+        iam.Role(
+            "LeaseRole",
+            Path=SETUP_PATH,
+            Description="condor_annex lease functions: end annexes at their expiry; let idle instances leave",
+            AssumeRolePolicyDocument=assume_role("lambda.amazonaws.com"),
+            Policies=[iam.Policy(PolicyName="end-annexes", PolicyDocument=shared_lease_policy())],
+        )
+    )
 
 
 def add_service_role(t: Template, settings: SetupSettings, boundary, lease_role) -> iam.Role:
-    document = policies.service_role_policy(RESOURCE_TYPES, Ref(boundary), GetAtt(lease_role, "Arn"), settings.instance_types)
-    return t.add_resource(iam.Role(
-        "ServiceRole", Path=SETUP_PATH,
-        Description="CloudFormation creates, updates and deletes condor_annex stacks (htcondor-annex-*) with this role",
-        AssumeRolePolicyDocument=policies.assume_role("cloudformation.amazonaws.com"),
-        Policies=[iam.Policy(PolicyName="annex-stacks", PolicyDocument=document)],
-    ))
+    document = service_role_policy(
+        RESOURCE_TYPES, Ref(boundary), GetAtt(lease_role, "Arn"), settings.instance_types
+    )
+    return t.add_resource(
+        iam.Role(
+            "ServiceRole",
+            Path=SETUP_PATH,
+            Description="CloudFormation creates, updates and deletes condor_annex stacks (htcondor-annex-*) with this role",
+            AssumeRolePolicyDocument=assume_role("cloudformation.amazonaws.com"),
+            Policies=[iam.Policy(PolicyName="annex-stacks", PolicyDocument=document)],
+        )
+    )
 
 
 # --- the account-level lease and the collector probe --------------------------------------------------
 
 
-def add_function(t: Template, title: str, name: str, handler: str, code: str, role_arn, description: str, **extra) -> awslambda.Function:
-    skips = dict(CKV_AWS_116="its callers (a schedule, or condor_annex) retry on their own; a dead-letter queue would only hold copies of them",
-                 CKV_AWS_117="it must reach AWS APIs and the internet from AWS's own network, not from a VPC",
-                 CKV_AWS_173="its environment holds only the region and the longest lease")
-    return lambda_function(t, title, name, handler, code, role_arn, description, f"/aws/lambda/{name}", skips, **extra)
+def add_function(
+    t: Template, title: str, name: str, handler: str, code: str, role_arn, description: str, **extra
+) -> awslambda.Function:
+    skips = dict(
+        CKV_AWS_116="its callers (a schedule, or condor_annex) retry on their own; a dead-letter queue would only hold copies of them",
+        CKV_AWS_117="it must reach AWS APIs and the internet from AWS's own network, not from a VPC",
+        CKV_AWS_173="its environment holds only the region and the longest lease",
+    )
+    return lambda_function(
+        t, title, name, handler, code, role_arn, description, f"/aws/lambda/{name}", skips, **extra
+    )
 
 
 def add_sweep(t: Template, settings: SetupSettings, lease_role) -> None:
     """The fourth line of defence, the one no user can move: every few minutes, end every overdue annex."""
     function = add_function(
-        t, "Sweep", SWEEP_FUNCTION, "index.sweep", function_code("lease"), GetAtt(lease_role, "Arn"),
+        t,
+        "Sweep",
+        SWEEP_FUNCTION,
+        "index.sweep",
+        function_code("lease"),
+        GetAtt(lease_role, "Arn"),
         "condor_annex account-level lease: ends annexes past their expiry or older than the longest lease",
-        Environment=awslambda.Environment(Variables={"ANNEX_REGION": Ref("AWS::Region"), "MAX_LEASE_HOURS": f"{float(settings.max_lease_hours):g}"}),
+        Environment=awslambda.Environment(
+            Variables={
+                "ANNEX_REGION": Ref("AWS::Region"),
+                "MAX_LEASE_HOURS": f"{float(settings.max_lease_hours):g}",
+            }
+        ),
     )
-    rule = t.add_resource(events.Rule(
-        "SweepRule", Name=SWEEP_FUNCTION, Description=f"condor_annex account-level lease: every {SWEEP_MINUTES} minutes",
-        ScheduleExpression=f"rate({SWEEP_MINUTES} minutes)", State="ENABLED", Targets=[events.Target(Id="sweep", Arn=GetAtt(function, "Arn"))],
-    ))
-    t.add_resource(awslambda.Permission("SweepInvokePermission", FunctionName=Ref(function), Action="lambda:InvokeFunction",
-                                        Principal="events.amazonaws.com", SourceArn=GetAtt(rule, "Arn")))
+    rule = t.add_resource(
+        events.Rule(
+            "SweepRule",
+            Name=SWEEP_FUNCTION,
+            Description=f"condor_annex account-level lease: every {SWEEP_MINUTES} minutes",
+            ScheduleExpression=f"rate({SWEEP_MINUTES} minutes)",
+            State="ENABLED",
+            Targets=[events.Target(Id="sweep", Arn=GetAtt(function, "Arn"))],
+        )
+    )
+    t.add_resource(
+        awslambda.Permission(
+            "SweepInvokePermission",
+            FunctionName=Ref(function),
+            Action="lambda:InvokeFunction",
+            Principal="events.amazonaws.com",
+            SourceArn=GetAtt(rule, "Arn"),
+        )
+    )
 
 
 def add_probe(t: Template) -> awslambda.Function:
-    role = t.add_resource(iam.Role(
-        "ProbeRole", Path=SETUP_PATH, Description="condor_annex collector probe: writes its own log lines, nothing else",
-        AssumeRolePolicyDocument=policies.assume_role("lambda.amazonaws.com"),
-        Policies=[iam.Policy(PolicyName="own-logs", PolicyDocument=policies.probe_policy(f"/aws/lambda/{PROBE_FUNCTION}"))],
-    ))
-    return add_function(t, "Probe", PROBE_FUNCTION, "index.handler", function_code("probe"), GetAtt(role, "Arn"),
-                        "condor_annex: can AWS reach the pool's collector? Opens one TCP connection and closes it", Timeout=15)
+    role = t.add_resource(
+        iam.Role(
+            "ProbeRole",
+            Path=SETUP_PATH,
+            Description="condor_annex collector probe: writes its own log lines, nothing else",
+            AssumeRolePolicyDocument=assume_role("lambda.amazonaws.com"),
+            Policies=[
+                iam.Policy(
+                    PolicyName="own-logs",
+                    PolicyDocument=probe_policy(f"/aws/lambda/{PROBE_FUNCTION}"),
+                )
+            ],
+        )
+    )
+    return add_function(
+        t,
+        "Probe",
+        PROBE_FUNCTION,
+        "index.handler",
+        function_code("probe"),
+        GetAtt(role, "Arn"),
+        "condor_annex: can AWS reach the pool's collector? Opens one TCP connection and closes it",
+        Timeout=15,
+    )
 
 
 # --- end users, limits, outputs -------------------------------------------------------------------------
 
 
 def add_user_access(t: Template, role, urls: dict, probe) -> iam.ManagedPolicy:
-    policy = t.add_resource(iam.ManagedPolicy(
-        "UserPolicy", ManagedPolicyName=USER_POLICY,
-        Description="condor_annex end user: create, extend, show and delete their own annexes from the published templates; nothing else",
-        PolicyDocument=policies.user_policy(GetAtt(role, "Arn"), [urls[n] for n in sorted(urls)], GetAtt(probe, "Arn")),
-    ))
+    policy = t.add_resource(
+        iam.ManagedPolicy(
+            "UserPolicy",
+            ManagedPolicyName=USER_POLICY,
+            Description="condor_annex end user: create, extend, show and delete their own annexes from the published templates; nothing else",
+            PolicyDocument=user_policy(
+                GetAtt(role, "Arn"), [urls[n] for n in sorted(urls)], GetAtt(probe, "Arn")
+            ),
+        )
+    )
     t.add_resource(iam.Group("UserGroup", GroupName=USER_GROUP, ManagedPolicyArns=[Ref(policy)]))
     return policy
 
 
 def add_limits(t: Template, settings: SetupSettings) -> ssm.Parameter:
-    return t.add_resource(ssm.Parameter(
-        "Limits", Name=LIMITS_PARAMETER, Type="String",
-        Description="condor_annex limits: the most instances, lease hours and USD one annex may reach",
-        Value=json.dumps(settings.limits(), sort_keys=True),
-    ))
+    return t.add_resource(
+        ssm.Parameter(
+            "Limits",
+            Name=LIMITS_PARAMETER,
+            Type="String",
+            Description="condor_annex limits: the most instances, lease hours and USD one annex may reach",
+            Value=json.dumps(settings.limits(), sort_keys=True),
+        )
+    )
 
 
 def add_exports(t: Template, vpc, subnets, lease_role, boundary) -> None:
@@ -290,18 +390,62 @@ def add_exports(t: Template, vpc, subnets, lease_role, boundary) -> None:
         ("VpcId", vpc, "The annexes' VPC"),
         ("SubnetIds", subnets, "The annexes' subnets, comma-separated"),
         ("LeaseRoleArn", GetAtt(lease_role, "Arn"), "The role annex lease functions run with"),
-        ("RoleBoundaryArn", Ref(boundary), "The permissions boundary of every role an annex creates"),
+        (
+            "RoleBoundaryArn",
+            Ref(boundary),
+            "The permissions boundary of every role an annex creates",
+        ),
     ):
-        t.add_output(Output(f"Export{name}", Description=why, Value=value, Export=Export(EXPORT_PREFIX + name)))
+        t.add_output(
+            Output(
+                f"Export{name}", Description=why, Value=value, Export=Export(EXPORT_PREFIX + name)
+            )
+        )
 
 
-def add_outputs(t: Template, settings: SetupSettings, role, probe, policy, limits, urls: dict) -> None:
-    t.add_output(Output("ServiceRoleArn", Description="CloudFormation role annex stacks are deployed with", Value=GetAtt(role, "Arn")))
-    t.add_output(Output("TemplatesBucket", Description="Where the published annex templates are", Value=templates_bucket_name()))
-    t.add_output(Output("ProbeFunction", Description="Tells whether AWS reaches a collector", Value=GetAtt(probe, "Arn")))
-    t.add_output(Output("UserGroup", Description="Add an end user to this group", Value=Ref("UserGroup")))
+def add_outputs(
+    t: Template, settings: SetupSettings, role, probe, policy, limits, urls: dict
+) -> None:
+    t.add_output(
+        Output(
+            "ServiceRoleArn",
+            Description="CloudFormation role annex stacks are deployed with",
+            Value=GetAtt(role, "Arn"),
+        )
+    )
+    t.add_output(
+        Output(
+            "TemplatesBucket",
+            Description="Where the published annex templates are",
+            Value=templates_bucket_name(),
+        )
+    )
+    t.add_output(
+        Output(
+            "ProbeFunction",
+            Description="Tells whether AWS reaches a collector",
+            Value=GetAtt(probe, "Arn"),
+        )
+    )
+    t.add_output(
+        Output("UserGroup", Description="Add an end user to this group", Value=Ref("UserGroup"))
+    )
     t.add_output(Output("UserPolicyArn", Description="What an end user may do", Value=Ref(policy)))
-    t.add_output(Output("LimitsParameter", Description="The limits condor_annex enforces", Value=Ref(limits)))
-    t.add_output(Output("Settings", Description="The settings these templates were rendered from", Value=json.dumps(settings.describe(), sort_keys=True)))
+    t.add_output(
+        Output("LimitsParameter", Description="The limits condor_annex enforces", Value=Ref(limits))
+    )
+    t.add_output(
+        Output(
+            "Settings",
+            Description="The settings these templates were rendered from",
+            Value=json.dumps(settings.describe(), sort_keys=True),
+        )
+    )
     for n, url in sorted(urls.items()):
-        t.add_output(Output(f"Template{n}", Description=f"The published annex template of {n} reference(s)", Value=url))
+        t.add_output(
+            Output(
+                f"Template{n}",
+                Description=f"The published annex template of {n} reference(s)",
+                Value=url,
+            )
+        )

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..aws import Aws, translated
+from ..aws.session import Aws
+from ..config.request import validate_project_id
 from ..errors import ConfigError, SetupError
 from ..names import PROFILE_PROJECT_SETTING, TAG_PROJECT, USER_GROUP
 
@@ -31,37 +32,49 @@ class AddUserPlan:
     aws: Aws | None = field(default=None, repr=False)
 
 
-def plan_add_user(name: str, project_id: str, file: str | None, region: str | None, profile: str | None = None, *, aws: Aws | None = None) -> AddUserPlan:
+def plan_add_user(
+    name: str,
+    project_id: str,
+    file: str | None,
+    region: str | None,
+    profile: str | None = None,
+    *,
+    aws: Aws | None = None,
+) -> AddUserPlan:
     if not _USER.match(name or ""):
-        raise ConfigError("name", f"{name!r} is not an IAM user name (letters, digits and +=,.@_-, at most 64)")
-    from ..config import validate_project_id
-
+        raise ConfigError(
+            "name", f"{name!r} is not an IAM user name (letters, digits and +=,.@_-, at most 64)"
+        )
     project_id = validate_project_id(project_id)
     path = Path(file or f"./{name}.htcondor-annex").expanduser()
     if path.exists():
-        raise ConfigError("file", f"{path} exists already; give another --file (it would hold the new user's secret key)")
+        raise ConfigError(
+            "file",
+            f"{path} exists already; give another --file (it would hold the new user's secret key)",
+        )
     aws = aws or Aws(region, profile)
-    setup = aws.setup()
+    setup = aws.stacks.setup()
     if setup is None or not setup.ready:
-        raise SetupError(f"no ready set-up in {aws.region}: run 'condor_annex setup --region {aws.region}' first (it makes the group {USER_GROUP})")
-    with translated(f"looking up IAM user {name}"):
-        if name in {u["UserName"] for page in aws.iam().get_paginator("list_users").paginate() for u in page["Users"]}:
-            raise SetupError(f"IAM user {name} exists already; pick another name, or add it to the group {USER_GROUP} yourself")
+        raise SetupError(
+            f"no ready set-up in {aws.region}: run 'condor_annex setup --region {aws.region}' first (it makes the group {USER_GROUP})"
+        )
+    if aws.iam.user_exists(name):
+        raise SetupError(
+            f"IAM user {name} exists already; pick another name, or add it to the group {USER_GROUP} yourself"
+        )
     return AddUserPlan(name, project_id, path, aws.region, aws)
 
 
 def execute_add_user(plan: AddUserPlan) -> None:
-    iam = plan.aws.iam()
-    with translated(f"creating IAM user {plan.name}"):
-        iam.create_user(UserName=plan.name, Tags=[{"Key": TAG_PROJECT, "Value": plan.project_id}])
-        iam.add_user_to_group(GroupName=USER_GROUP, UserName=plan.name)
-        key = iam.create_access_key(UserName=plan.name)["AccessKey"]
-    write_profile(plan.file, key["AccessKeyId"], key["SecretAccessKey"], plan.region, plan.project_id)
+    key = plan.aws.iam.create_user(plan.name, USER_GROUP, {TAG_PROJECT: plan.project_id})
+    write_profile(
+        plan.file, key["AccessKeyId"], key["SecretAccessKey"], plan.region, plan.project_id
+    )
 
 
 def profile_text(key_id: str, secret: str, region: str, project_id: str) -> str:
     if any(c in project_id for c in "\n\r"):
-        raise ConfigError("project-id", "contains a line break")
+        raise ConfigError("project_id", "contains a line break")
     return (
         "# condor_annex: an AWS profile for one project. Use it with\n"
         "#   export AWS_CONFIG_FILE=<this file>\n"
@@ -82,22 +95,8 @@ def write_profile(path: Path, key_id: str, secret: str, region: str, project_id:
         handle.write(profile_text(key_id, secret, region, project_id))
 
 
-def remove_user(name: str, region: str | None, profile: str | None = None, *, aws: Aws | None = None) -> bool:
+def remove_user(
+    name: str, region: str | None, profile: str | None = None, *, aws: Aws | None = None
+) -> bool:
     """Delete the user's access keys, group memberships and the user. False when there was no such user."""
-    aws = aws or Aws(region, profile)
-    iam = aws.iam()
-    with translated(f"removing IAM user {name}"):
-        try:
-            iam.get_user(UserName=name)
-        except iam.exceptions.NoSuchEntityException:
-            return False
-        for key in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
-            iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
-        for group in iam.list_groups_for_user(UserName=name)["Groups"]:
-            iam.remove_user_from_group(GroupName=group["GroupName"], UserName=name)
-        try:
-            iam.delete_login_profile(UserName=name)
-        except iam.exceptions.NoSuchEntityException:
-            pass
-        iam.delete_user(UserName=name)
-    return True
+    return (aws or Aws(region, profile)).iam.delete_user(name)

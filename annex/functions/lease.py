@@ -27,11 +27,19 @@ from urllib.parse import unquote_plus
 import boto3
 from botocore.exceptions import ClientError
 
-GRACE_SECONDS = 60  # EventBridge fires within the minute of the expiry; tolerate it firing this early
+GRACE_SECONDS = (
+    60  # EventBridge fires within the minute of the expiry; tolerate it firing this early
+)
 GROUP_TYPE = "AWS::AutoScaling::AutoScalingGroup"
 GONE = ("DELETE_IN_PROGRESS", "DELETE_COMPLETE")
-BUSY = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "ROLLBACK_IN_PROGRESS",
-        "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
+BUSY = (
+    "CREATE_IN_PROGRESS",
+    "UPDATE_IN_PROGRESS",
+    "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+    "ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+)
 STACK_PREFIX = "htcondor-annex-"
 SETUP_STACK = "htcondor-annex-setup"
 PROJECT_TAG = "htcondor:AnnexName"
@@ -104,13 +112,23 @@ def let_leave(stack, record):
         return None
     instance = match.group(1)
     autoscaling = client("autoscaling")
-    found = autoscaling.describe_auto_scaling_instances(InstanceIds=[instance])["AutoScalingInstances"]
+    found = autoscaling.describe_auto_scaling_instances(InstanceIds=[instance])[
+        "AutoScalingInstances"
+    ]
     group = found[0]["AutoScalingGroupName"] if found else None
     if not group or not re.fullmatch(re.escape(stack) + r"-[1-8]", group):
-        log("leave-refused", stack=stack, instance=instance, group=group, reason="not an instance of this annex")
+        log(
+            "leave-refused",
+            stack=stack,
+            instance=instance,
+            group=group,
+            reason="not an instance of this annex",
+        )
         return None
     try:
-        autoscaling.terminate_instance_in_auto_scaling_group(InstanceId=instance, ShouldDecrementDesiredCapacity=True)
+        autoscaling.terminate_instance_in_auto_scaling_group(
+            InstanceId=instance, ShouldDecrementDesiredCapacity=True
+        )
     except ClientError as error:
         if "not part of" not in str(error) and "not found" not in str(error).lower():
             raise
@@ -141,9 +159,23 @@ def sweep(event=None, context=None):
     return {"ended": ended}
 
 
-LIVE = ["CREATE_IN_PROGRESS", "CREATE_FAILED", "CREATE_COMPLETE", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED", "ROLLBACK_COMPLETE",
-        "DELETE_FAILED", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_COMPLETE", "UPDATE_FAILED",
-        "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_FAILED", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE"]
+LIVE = [
+    "CREATE_IN_PROGRESS",
+    "CREATE_FAILED",
+    "CREATE_COMPLETE",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_FAILED",
+    "ROLLBACK_COMPLETE",
+    "DELETE_FAILED",
+    "UPDATE_IN_PROGRESS",
+    "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+    "UPDATE_COMPLETE",
+    "UPDATE_FAILED",
+    "UPDATE_ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_FAILED",
+    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+    "UPDATE_ROLLBACK_COMPLETE",
+]
 
 
 def annex_stacks(cfn):
@@ -182,15 +214,29 @@ def end_annex(stack, reason, expiry=None):
         log("nothing-to-do", stack=name, reason="stack already gone or going")
         return
     cfn, failed = client("cloudformation"), []
-    resources = step(failed, "list-resources", lambda: cfn.describe_stack_resources(StackName=name)["StackResources"])
+    resources = step(
+        failed,
+        "list-resources",
+        lambda: cfn.describe_stack_resources(StackName=name)["StackResources"],
+    )
     for group in groups(resources) if resources is not None else groups_of(stack):
         step(failed, "scale-to-zero", scale_to_zero, group)
     bucket = outputs(stack).get("BucketName") or bucket_of(stack, resources)
     if bucket:
         step(failed, "empty-bucket", empty_bucket, bucket)
-    if stack.get("EnableTerminationProtection"):  # set when it was created: it must not keep the annex alive
-        step(failed, "unprotect", cfn.update_termination_protection, EnableTerminationProtection=False, StackName=name)
-    if stack["StackStatus"] in BUSY:  # CloudFormation refuses to delete while an operation runs: next time
+    if stack.get(
+        "EnableTerminationProtection"
+    ):  # set when it was created: it must not keep the annex alive
+        step(
+            failed,
+            "unprotect",
+            cfn.update_termination_protection,
+            EnableTerminationProtection=False,
+            StackName=name,
+        )
+    if (
+        stack["StackStatus"] in BUSY
+    ):  # CloudFormation refuses to delete while an operation runs: next time
         failed.append("delete-stack (the stack is " + stack["StackStatus"] + ")")
     elif step(failed, "delete-stack", cfn.delete_stack, StackName=name) is not None:
         log("delete-stack", stack=name, reason=reason, expiry=expiry)
@@ -204,7 +250,7 @@ def step(failed, name, action, *args, **kwargs):
     """Run one step on its own: a failure is logged and noted, and the next step runs anyway."""
     try:
         return action(*args, **kwargs)
-    except Exception as error:  # noqa: BLE001 - whatever fails, the rest of the annex must still end
+    except Exception as error:
         log(name + "-failed", error=str(error))
         failed.append(f"{name} ({error})")
         return None
@@ -231,7 +277,9 @@ def groups(resources):
     return [
         r["PhysicalResourceId"]
         for r in resources
-        if r.get("ResourceType") == GROUP_TYPE and r.get("PhysicalResourceId") and r.get("ResourceStatus") != "DELETE_COMPLETE"
+        if r.get("ResourceType") == GROUP_TYPE
+        and r.get("PhysicalResourceId")
+        and r.get("ResourceStatus") != "DELETE_COMPLETE"
     ]
 
 
@@ -239,7 +287,11 @@ def groups_of(stack):
     """The groups when the stack's resources cannot be listed: its GroupNames output, else the template's
     names <stack>-<i> for each Count<i> parameter."""
     named = [g for g in (outputs(stack).get("GroupNames") or "").split(",") if g]
-    return named or [f"{stack['StackName']}-{key[5:]}" for key in sorted(parameters(stack)) if re.fullmatch(r"Count[1-8]", key)]
+    return named or [
+        f"{stack['StackName']}-{key[5:]}"
+        for key in sorted(parameters(stack))
+        if re.fullmatch(r"Count[1-8]", key)
+    ]
 
 
 def bucket_of(stack, resources):
@@ -254,7 +306,9 @@ def bucket_of(stack, resources):
 
 def scale_to_zero(group):
     try:
-        client("autoscaling").update_auto_scaling_group(AutoScalingGroupName=group, MinSize=0, MaxSize=0, DesiredCapacity=0)
+        client("autoscaling").update_auto_scaling_group(
+            AutoScalingGroupName=group, MinSize=0, MaxSize=0, DesiredCapacity=0
+        )
     except ClientError as error:
         if "not found" not in str(error):
             raise
@@ -269,9 +323,17 @@ def empty_bucket(bucket):
     s3, deleted, errors = client("s3"), 0, []
     try:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            keys = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            keys = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
             if keys:
-                refused = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True}).get("Errors") or []
+                refused = (
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True}).get(
+                        "Errors"
+                    )
+                    or []
+                )
                 errors += refused
                 deleted += len(keys) - len(refused)
     except ClientError as error:
@@ -281,7 +343,8 @@ def empty_bucket(bucket):
         return
     if errors:  # every page was tried; what was refused is named with AWS's reason
         first = errors[0]
-        raise RuntimeError(f"{len(errors)} object(s) of {bucket} were not deleted, e.g. {first.get('Key')}: "
-                           f"AWS said {first.get('Code')}: {first.get('Message')}")
+        raise RuntimeError(
+            f"{len(errors)} object(s) of {bucket} were not deleted, e.g. {first.get('Key')}: "
+            f"AWS said {first.get('Code')}: {first.get('Message')}"
+        )
     log("empty-bucket", bucket=bucket, objects=deleted)
-

@@ -49,7 +49,9 @@ MAX_HOST = 253  # the longest DNS name, in its usual dotted text form
 # One DNS label: letters, digits and inner hyphens, 1 to 63 characters (RFC 1035 / RFC 1123 host names).
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _UNREACHABLE = frozenset(
-    getattr(errno, name) for name in ("ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN") if hasattr(errno, name)
+    getattr(errno, name)
+    for name in ("ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN")
+    if hasattr(errno, name)
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv4 addresses embedded in IPv6 by NAT64 gateways
 
@@ -94,9 +96,13 @@ def parse_event(event):
     if len(host) > MAX_HOST:
         raise BadRequest(f"host is {len(host)} characters long; a DNS name has at most {MAX_HOST}")
     if not host.isascii() or not host.isprintable() or any(c.isspace() for c in host):
-        raise BadRequest(f"host {host!r} has spaces, control or non-ASCII characters (give an IDN in its xn-- form)")
+        raise BadRequest(
+            f"host {host!r} has spaces, control or non-ASCII characters (give an IDN in its xn-- form)"
+        )
     if ip_literal(host) is None and not is_dns_name(host):
-        raise BadRequest(f"host {host!r} is neither a DNS name nor an IPv4/IPv6 address (no scheme, path, port or spaces)")
+        raise BadRequest(
+            f"host {host!r} is neither a DNS name nor an IPv4/IPv6 address (no scheme, path, port or spaces)"
+        )
     port = event.get("port")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise BadRequest(f"port must be an integer from 1 to 65535, not {port!r}")
@@ -170,7 +176,11 @@ def resolve(host, port, deadline):
     def work():
         try:
             box["infos"] = socket.getaddrinfo(
-                host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP,
+                host,
+                port,
+                socket.AF_UNSPEC,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
                 socket.AI_NUMERICHOST if numeric else 0,
             )
         except Exception as exc:  # handed to the caller's thread
@@ -239,7 +249,12 @@ def probe(host, port, timeout=DEFAULT_TIMEOUT, allow_private=False, started=None
     try:
         found = resolve(host, port, deadline)
     except Failed as failure:
-        return report | {"ok": False, "error": failure.error, "detail": failure.detail, "addresses": []}
+        return report | {
+            "ok": False,
+            "error": failure.error,
+            "detail": failure.detail,
+            "addresses": [],
+        }
     addresses = [sockaddr[0] for _family, sockaddr in found]
     if not allow_private:
         refuse_non_public(host, addresses)
@@ -261,12 +276,21 @@ def probe(host, port, timeout=DEFAULT_TIMEOUT, allow_private=False, started=None
         return report | {"ok": True, "address": sockaddr[0]}
     if len(attempts) < len(found):  # the timeout ran out before every address was tried
         untried = len(found) - len(attempts)
-        error, detail = "timeout", f"timed out after {timeout:g} s with {untried} address(es) not tried"
+        error, detail = (
+            "timeout",
+            f"timed out after {timeout:g} s with {untried} address(es) not tried",
+        )
         if attempts:
             detail += f"; last error: {attempts[-1]['detail']}"
     else:
         error, detail = attempts[-1]["error"], attempts[-1]["detail"]
-    return report | {"ok": False, "error": error, "detail": detail, "addresses": addresses, "attempts": attempts}
+    return report | {
+        "ok": False,
+        "error": error,
+        "detail": detail,
+        "addresses": addresses,
+        "attempts": attempts,
+    }
 
 
 def log_line(event, result, seconds):

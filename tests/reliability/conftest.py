@@ -135,16 +135,16 @@ def leaked(before: dict, after: dict) -> dict:
 def annex_snapshot(project_id: str, region: str = REGION) -> dict:
     """One annex in detail: its stack (status, last update, parameters, tags), groups, instances, bucket
     objects and rule. Equal snapshots mean the annex was not touched."""
-    from annex.aws import Aws
-    from annex.config import stack_name
+    from annex.aws.session import Aws
+    from annex.interface import stack_name
 
     aws = Aws(region)
-    stack = aws.find_stack(stack_name(project_id))
+    stack = aws.stacks.find(stack_name(project_id))
     assert stack is not None, f"annex {project_id!r} is gone"
     raw = aws.client("cloudformation").describe_stacks(StackName=stack.id)["Stacks"][0]
     s3 = aws.client("s3")
     objects = {o["Key"]: s3.get_object(Bucket=stack.bucket, Key=o["Key"])["Body"].read() for o in s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])}
-    groups = aws.groups(stack.groups)
+    groups = aws.groups.describe(stack.groups)
     rules = aws.client("events").list_rules(NamePrefix=stack.name)["Rules"]
     return {
         "stack": (stack.status, str(raw.get("LastUpdatedTime")), sorted(stack.parameters.items()), sorted(stack.tags.items())),

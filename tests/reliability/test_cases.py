@@ -246,7 +246,7 @@ def test_no_output_of_any_case_holds_the_pool_password(account):
     """Every stdout/stderr this worker saw (each case also checks its own), and the bystander's template, parameters, outputs, tags, events and user data."""
     import base64
 
-    from annex.config import stack_name
+    from annex.interface import stack_name
 
     password = account["PASSWORD"]
     assert password and TRANSCRIPT

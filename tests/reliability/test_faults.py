@@ -36,7 +36,7 @@ def nothing_printed_holds_the_pool_password(module_account):
 
 
 def cli(*args):
-    from annex.cli import main
+    from annex.cli.main import main
 
     result = CliRunner().invoke(main, list(args), catch_exceptions=True)
     TRANSCRIPT.extend([result.stdout, result.stderr])
@@ -44,7 +44,7 @@ def cli(*args):
 
 
 def stack_of(project):
-    from annex.config import stack_name
+    from annex.interface import stack_name
 
     return stack_name(project)
 
@@ -283,7 +283,7 @@ print(json.dumps(index.handler({"stack": sys.argv[1]}, None)))
 def run_lease(env: dict, work, stack: str, at: datetime) -> subprocess.CompletedProcess:
     """The lease function as deployed (annex/render.function_code: the template's inline code, as index.py),
     called as EventBridge calls it, in a process whose clock faketime sets to `at`."""
-    from annex.render import function_code
+    from annex.template.render import function_code
 
     (work / "index.py").write_text(function_code("lease"))
     lambda_env = {**cli_env(env), "ANNEX_STACK": stack, "ANNEX_REGION": "us-east-1", "AWS_REGION": "us-east-1", "TZ": "UTC"}

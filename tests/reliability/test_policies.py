@@ -14,8 +14,8 @@ from functools import lru_cache
 
 import pytest
 
-from annex.config import stack_name
-from annex.template import build_template
+from annex.interface import stack_name
+from annex.template.annex import build_template
 from tests.support.iam import Request, evaluate
 
 ACCOUNT, REGION, PARTITION = "123456789012", "us-east-1", "aws"

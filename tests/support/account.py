@@ -26,7 +26,7 @@ from pathlib import Path
 import boto3
 import yaml
 
-from annex.aws import policy_document
+from annex.aws.iam import policy_document
 from annex.names import ROLE_BOUNDARY_POLICY, SETUP_STACK, USER_GROUP
 from tests.support import sandbox
 from tests.support.iam import Request
@@ -53,7 +53,7 @@ def init(self, *args, **kwargs):
     self.events.register("before-parameter-build", record)
 boto3.session.Session.__init__ = init
 atexit.register(lambda: open(os.environ["ANNEX_CALLS"], "w").write(json.dumps(calls)))
-from annex.cli import entry
+from annex.cli.main import entry
 entry(sys.argv[1:], prog_name="condor_annex")
 """
 

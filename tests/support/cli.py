@@ -43,7 +43,7 @@ class Ran:
 def run_cli(*args: str, env: dict | None = None, input: str | None = None, width: int | None = None, tty: bool = False) -> Ran:
     """condor_annex ARGS. `width` narrows click's help and sets COLUMNS; `tty` makes stdout claim to be a
     terminal (the status table then fits COLUMNS)."""
-    from annex.cli import entry
+    from annex.cli.main import entry
 
     env = dict(env or {})
     if width:
@@ -90,5 +90,5 @@ class Sessions:
         return self.fakes[region]
 
     def install(self, monkeypatch) -> "Sessions":
-        monkeypatch.setattr("annex.lifecycle.session", self)
+        monkeypatch.setattr("annex.lifecycle.common.session", self)
         return self

@@ -23,8 +23,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from annex.aws import AnnexStack, Caller, Network, SetupView
-from annex.config import Reference
+from annex.aws.views import AnnexStack, Caller, Network, SetupView
+from annex.config.request import Reference
 from annex.errors import AwsError, SetupError
 from annex.names import (
     LIMITS_PARAMETER,
@@ -66,8 +66,9 @@ def published_setup(settings=None, shapes=(1, 2, 3), *, status="CREATE_COMPLETE"
     """The set-up stack's view as `condor_annex setup` leaves it: published templates of `shapes`
     (keys as this version renders them), the service role, the probe function, the settings."""
     from annex.admin.template import SetupSettings
-    from annex.render import published_key, render, template_url, templates_bucket
-    from annex.template import build_template
+    from annex.interface import published_key, template_url, templates_bucket
+    from annex.template.render import render
+    from annex.template.annex import build_template
 
     settings = settings or SetupSettings(instance_types=("m7i.large", "c7i.large", "m6i.large"), ami=IMAGE)
     bucket = templates_bucket(account, region)
@@ -130,7 +131,7 @@ class FakeAws:
         self.profile_settings = dict(profile_settings or {})
         self.now = now or datetime.now(timezone.utc)
         self.region_names = list(regions)
-        self.stacks: dict[str, _Stack] = {}  # by id, deleted ones included
+        self.stack_table: dict[str, _Stack] = {}  # by id, deleted ones included
         self.buckets: dict[str, dict[str, bytes]] = {}
         self.bucket_errors: dict[str, dict[str, tuple[str, str]]] = {}  # bucket -> key -> (code, message) DeleteObjects gives
         self.group_table: dict[str, dict] = {}
@@ -173,7 +174,8 @@ class FakeAws:
                   then=()) -> AnnexStack:
         """An annex stack as `create` leaves it (or as it was left), with its groups, instances and bucket.
         `then`: the statuses wait() moves a busy stack through (e.g. ("CREATE_COMPLETE",))."""
-        from annex.config import expiry_cron, iso_utc, stack_name
+        from annex.config.when import expiry_cron, iso_utc
+        from annex.interface import stack_name
         from annex.names import TAG_CREDENTIAL, TAG_EXPIRY, TAG_INSTANCES, TAG_OWNER, TAG_OWNER_NAME
 
         owner = owner or self.me
@@ -210,13 +212,13 @@ class FakeAws:
         stack_id = f"arn:aws:cloudformation:{self.region}:{self.account}:stack/{name}/{serial:08x}-0000-4000-8000-{serial:012x}"
         stack = _Stack(name, stack_id, "CREATE_IN_PROGRESS", created or self.now, {k: str(v) for k, v in parameters.items()},
                        dict(tags), role_arn=role_arn)
-        self.stacks[stack_id] = stack
+        self.stack_table[stack_id] = stack
         return stack
 
     def _live(self, name_or_id: str) -> _Stack | None:
-        if name_or_id in self.stacks:
-            return self.stacks[name_or_id]
-        found = [s for s in self.stacks.values() if s.name == name_or_id and s.status != "DELETE_COMPLETE"]
+        if name_or_id in self.stack_table:
+            return self.stack_table[name_or_id]
+        found = [s for s in self.stack_table.values() if s.name == name_or_id and s.status != "DELETE_COMPLETE"]
         return found[-1] if found else None
 
     def _resources(self, stack: _Stack) -> None:
@@ -335,13 +337,13 @@ class FakeAws:
 
     def stack(self, stack_id: str) -> AnnexStack:
         self._call("stack", stack_id)
-        if stack_id not in self.stacks:
+        if stack_id not in self.stack_table:
             raise AwsError(f"watching the stack: AWS said ValidationError: Stack with id {stack_id} does not exist")
-        return self.stacks[stack_id].view()
+        return self.stack_table[stack_id].view()
 
     def annex_stacks(self) -> list[AnnexStack]:
         self._call("annex_stacks")
-        live = [s for s in self.stacks.values() if s.status != "DELETE_COMPLETE" and s.name.startswith(STACK_PREFIX) and s.name != SETUP_STACK]
+        live = [s for s in self.stack_table.values() if s.status != "DELETE_COMPLETE" and s.name.startswith(STACK_PREFIX) and s.name != SETUP_STACK]
         return [s.view() for s in sorted(live, key=lambda s: s.name) if TAG_PROJECT in s.tags]
 
     def create_stack(self, name, template, parameters, tags, role_arn=None) -> str:
@@ -355,7 +357,7 @@ class FakeAws:
 
     def update_stack(self, stack: AnnexStack, changes: dict, tags: dict, template=None, role_arn=None) -> bool:
         self._call("update_stack", stack.name, dict(changes), dict(tags), template, role_arn)
-        real = self.stacks[stack.id]
+        real = self.stack_table[stack.id]
         if real.status.endswith("_IN_PROGRESS") or real.status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"):
             raise AwsError(f"updating stack {stack.name}: AWS said ValidationError: Stack:{stack.id} is in {real.status} state and can not be updated.")
         params = {k: str(changes[k]) if k in changes else v for k, v in real.parameters.items()}
@@ -369,7 +371,7 @@ class FakeAws:
 
     def delete_stack(self, stack_id: str) -> None:
         self._call("delete_stack", stack_id)
-        stack = self.stacks[stack_id]
+        stack = self.stack_table[stack_id]
         if stack.status == "DELETE_COMPLETE":
             return
         bucket = stack.outputs.get("BucketName")
@@ -378,12 +380,12 @@ class FakeAws:
 
     def stack_events(self, stack_id: str) -> list[dict]:
         self._call("stack_events", stack_id)
-        return list(reversed(self.stacks[stack_id].events))
+        return list(reversed(self.stack_table[stack_id].events))
 
     def wait(self, stack_id: str, done, on_event=None, first=0.2, longest=5.0) -> AnnexStack:
         """As Aws.wait, without sleeping: each poll moves a scripted stack one status on."""
         self._call("wait", stack_id)
-        stack, seen = self.stacks[stack_id], set()
+        stack, seen = self.stack_table[stack_id], set()
         while True:
             if on_event:
                 for event in stack.events:
@@ -398,15 +400,15 @@ class FakeAws:
 
     def first_failure(self, stack_id: str) -> str:
         self._call("first_failure", stack_id)
-        for event in self.stacks[stack_id].events:  # oldest first
+        for event in self.stack_table[stack_id].events:  # oldest first
             if event["ResourceStatus"].endswith("FAILED") and event["ResourceStatusReason"] and event["LogicalResourceId"] != event["StackName"]:
                 return f"{event['LogicalResourceId']} ({event['ResourceType']}): {event['ResourceStatusReason']}"
-        stack = self.stacks[stack_id]
+        stack = self.stack_table[stack_id]
         return stack.reason or stack.status
 
     def remaining_resources(self, stack_id: str) -> list[str]:
         self._call("remaining_resources", stack_id)
-        stack = self.stacks[stack_id]
+        stack = self.stack_table[stack_id]
         if stack.status == "DELETE_COMPLETE":
             return []
         if stack.left:
@@ -416,7 +418,7 @@ class FakeAws:
 
     # --- groups and instances -----------------------------------------------------------------------------
 
-    def groups(self, names: list[str]) -> list[dict]:
+    def describe_groups(self, names: list[str]) -> list[dict]:
         self._call("groups", list(names))
         return [{"AutoScalingGroupName": n, "DesiredCapacity": g["DesiredCapacity"], "MinSize": g["MinSize"], "MaxSize": g["MaxSize"],
                  "Instances": [{"InstanceId": i["InstanceId"], "LifecycleState": i["LifecycleState"]} for i in g["Instances"]]}
@@ -430,7 +432,7 @@ class FakeAws:
 
     # --- buckets ----------------------------------------------------------------------------------------
 
-    def put_objects(self, bucket: str, objects: dict[str, bytes]) -> None:
+    def put_objects(self, bucket: str, objects: dict[str, bytes], what: str = "the pool configuration") -> None:
         self._call("put_objects", bucket, dict(objects))
         if bucket not in self.buckets:
             raise AwsError(f"uploading the pool configuration to bucket {bucket}: AWS said NoSuchBucket: The specified bucket does not exist")
@@ -532,6 +534,82 @@ class FakeAws:
         self._call("role_policy", role_arn, policy_name)
         raise AwsError(f"reading the policy of {role_arn.rsplit('/', 1)[-1]}: the fake holds no IAM policies")
 
+    def user_exists(self, name: str) -> bool:
+        raise AssertionError("FakeAws holds no IAM users: test add-user/remove-user against moto")
+
+    def create_user(self, name: str, group: str, tags: dict) -> dict:
+        raise AssertionError("FakeAws holds no IAM users: test add-user/remove-user against moto")
+
+    def delete_user(self, name: str) -> bool:
+        raise AssertionError("FakeAws holds no IAM users: test add-user/remove-user against moto")
+
+    def simulate(self, principal_arn: str, action: str, resource: str, context: dict) -> str:
+        self._call("simulate", principal_arn, action, resource, dict(context))
+        raise AwsError("asking IAM's policy simulator: the fake has no policy simulator")
+
+    # --- the services, as annex.aws.session.Aws hands them out -------------------------------------------
+
+    @property
+    def stacks(self):
+        return _Service(self, SERVICES["stacks"])
+
+    @property
+    def ec2(self):
+        return _Service(self, SERVICES["ec2"])
+
+    @property
+    def groups(self):
+        return _Service(self, SERVICES["groups"])
+
+    @property
+    def s3(self):
+        return _Service(self, SERVICES["s3"])
+
+    @property
     def iam(self):
-        raise AssertionError("FakeAws has no IAM client: test add-user/remove-user against moto")
+        return _Service(self, SERVICES["iam"])
+
+    @property
+    def ssm(self):
+        return _Service(self, SERVICES["ssm"])
+
+    @property
+    def functions(self):
+        return _Service(self, SERVICES["functions"])
+
+    @property
+    def pricing(self):
+        return _Service(self, SERVICES["pricing"])
+
+
+# Each service of annex.aws, method by method: the fake's own (flat) method that stands in for it. Calls
+# are recorded under the fake's names. Methods missing here are not faked (add-user/remove-user and the
+# stack's resources are tested against moto).
+SERVICES = {
+    "stacks": {"find": "find_stack", "get": "stack", "setup": "setup", "annexes": "annex_stacks", "create": "create_stack",
+               "update": "update_stack", "delete": "delete_stack", "events": "stack_events", "wait": "wait",
+               "first_failure": "first_failure", "remaining": "remaining_resources", "deploy_setup": "deploy_setup_stack"},
+    "ec2": {"discover_network": "discover_network", "discover_references": "discover_references",
+            "launch_templates_not_made_by": "foreign_launch_templates", "key_pair_exists": "key_pair_exists",
+            "create_key_pair": "create_key_pair", "vpc_facts": "vpc_facts", "tag": "tag_resources",
+            "group_instances": "group_instances"},
+    "groups": {"describe": "describe_groups"},
+    "s3": {"put_objects": "put_objects", "keys": "keys", "exists": "bucket_exists", "empty": "empty_bucket",
+           "delete": "delete_bucket", "ensure_private": "ensure_private_bucket", "text": "object_text"},
+    "iam": {"role_policy": "role_policy", "simulate": "simulate", "user_exists": "user_exists", "create_user": "create_user",
+            "delete_user": "delete_user"},
+    "ssm": {"text": "parameter_text"},
+    "functions": {"invoke": "invoke"},
+    "pricing": {"price_list": "price_list"},
+}
+
+
+class _Service:
+    def __init__(self, fake: FakeAws, methods: dict[str, str]):
+        self._fake, self._methods = fake, methods
+
+    def __getattr__(self, name: str):
+        if name not in self._methods:
+            raise AttributeError(f"the fake does not stand in for this service's {name}()")
+        return getattr(self._fake, self._methods[name])
 

@@ -15,8 +15,8 @@ def rendered() -> dict[str, str]:
     """File name → rendered text, for every golden template: the inline annex template (1 and 8 groups),
     what a default set-up publishes (1 and 4 groups), and the set-up itself."""
     from annex.admin.template import SetupSettings, build_setup_template
-    from annex.render import render
-    from annex.template import build_template
+    from annex.template.render import render
+    from annex.template.annex import build_template
 
     published = SetupSettings().published()
     texts = {f"annex-{n}.yaml": render(build_template(n), "yaml") for n in (1, 8)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from annex.ui import event_line
+from annex.cli.text import event_line
 
 
 class RecordingUi:

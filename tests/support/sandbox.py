@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from annex.aws import Aws
+from annex.aws.session import Aws
 from annex.names import SETUP_NAME
 
 # (instance type, spot price cap in USD/hour) per launch configuration, as an administrator might choose.

@@ -10,8 +10,8 @@ from those that need `"Resource": "*"`.
 At run time this module reads only that file (json and importlib.resources). Generating or checking the
 file reads cfn-lint's bundled schemas and parliament's copy of the reference, imported only then:
 
-    python -m annex.permissions --write [TYPES...]   # regenerate (bin/refresh-permissions)
-    python -m annex.permissions --check [TYPES...]   # compare with the installed cfn-lint; 1 if it needs more
+    python -m annex.policies.schemas --write [TYPES...]   # regenerate (bin/refresh-permissions)
+    python -m annex.policies.schemas --check [TYPES...]   # compare with the installed cfn-lint; 1 if it needs more
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import functools
 import importlib.resources
 import json
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 HANDLERS = ("create", "read", "update", "delete", "list")
 REGION = "us-east-1"
@@ -57,13 +57,15 @@ DEFAULT_TYPES = (
 # --- run time: the checked-in file ------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def data() -> dict:
     """The checked-in file, parsed once."""
-    return json.loads(importlib.resources.files("annex").joinpath(DATA_FILE).read_text(encoding="utf-8"))
+    return json.loads(
+        importlib.resources.files("annex").joinpath(DATA_FILE).read_text(encoding="utf-8")
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _actions_by_lower_name() -> dict:
     return {name.lower(): entry for name, entry in data()["actions"].items()}
 
@@ -72,7 +74,9 @@ def _handler_names(handlers) -> tuple[str, ...]:
     names = (handlers,) if isinstance(handlers, str) else tuple(handlers)
     unknown = [h for h in names if h not in HANDLERS]
     if unknown:
-        raise ValueError(f"unknown handler(s) {', '.join(map(repr, unknown))}; handlers are {', '.join(HANDLERS)}")
+        raise ValueError(
+            f"unknown handler(s) {', '.join(map(repr, unknown))}; handlers are {', '.join(HANDLERS)}"
+        )
     return names
 
 
@@ -121,7 +125,10 @@ def resource_kinds(action: str) -> tuple[str, ...] | None:
 def _pattern(granted: str) -> re.Pattern:
     # IAM action patterns: "*" any run of characters, "?" one character, everything else literal; the
     # match is case-insensitive.
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in granted), re.IGNORECASE | re.DOTALL)
+    return re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in granted),
+        re.IGNORECASE | re.DOTALL,
+    )
 
 
 def covers(granted: Iterable[str], action: str) -> bool:
@@ -146,10 +153,10 @@ def _cfnlint_schema_dir():
     spec = importlib.util.find_spec("cfnlint")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("cfn-lint is not installed in this environment")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "schemas"
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "schemas"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _provider_map(region: str) -> dict | None:
     base = _cfnlint_schema_dir()
     path = base / "providers" / f"{region}.json"
@@ -160,15 +167,19 @@ def _provider_map(region: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _schema(resource_type: str, region: str = REGION) -> dict:
     """One resource provider schema as the installed cfn-lint ships it."""
     providers = _provider_map(region)
-    if providers is not None:  # cfn-lint's layout since mid 2025: providers/<region>.json -> resources/<hash>.json
+    if (
+        providers is not None
+    ):  # cfn-lint's layout since mid 2025: providers/<region>.json -> resources/<hash>.json
         digest = providers.get(resource_type)
         if digest is None:
             raise KeyError(f"the installed cfn-lint has no schema for {resource_type} in {region}")
-        return json.loads((_cfnlint_schema_dir() / "resources" / f"{digest}.json").read_text(encoding="utf-8"))
+        return json.loads(
+            (_cfnlint_schema_dir() / "resources" / f"{digest}.json").read_text(encoding="utf-8")
+        )
     # other layouts: ask cfn-lint itself
     from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
     from cfnlint.schema._exceptions import ResourceNotFoundError
@@ -176,7 +187,9 @@ def _schema(resource_type: str, region: str = REGION) -> dict:
     try:
         return PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema
     except ResourceNotFoundError:
-        raise KeyError(f"the installed cfn-lint has no schema for {resource_type} in {region}") from None
+        raise KeyError(
+            f"the installed cfn-lint has no schema for {resource_type} in {region}"
+        ) from None
 
 
 def schema_handlers(resource_type: str, region: str = REGION) -> dict[str, tuple[str, ...]]:
@@ -210,15 +223,19 @@ def _iam_reference() -> tuple[str, dict]:
 
     spec = importlib.util.find_spec("parliament")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("generating needs parliament: .venv/bin/pip install parliament (it is a test extra)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "iam_definition.json"
+        raise RuntimeError(
+            "generating needs parliament: .venv/bin/pip install parliament (it is a test extra)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "iam_definition.json"
     services = json.loads(path.read_text(encoding="utf-8"))
     reference: dict = {}
     # Some prefixes appear more than once (a renamed service's old and new pages, e.g. iam): merge them.
     for service in services:
         for privilege in service["privileges"]:
             key = (service["prefix"].lower(), privilege["privilege"].lower())
-            entry = reference.setdefault(key, {"resources": set(), "required": set(), "condition_keys": set()})
+            entry = reference.setdefault(
+                key, {"resources": set(), "required": set(), "condition_keys": set()}
+            )
             for rt in privilege.get("resource_types", ()):
                 name = rt.get("resource_type", "")
                 entry["condition_keys"].update(rt.get("condition_keys") or ())
@@ -233,17 +250,28 @@ def _iam_reference() -> tuple[str, dict]:
 def generate(resource_types=DEFAULT_TYPES, region: str = REGION) -> dict:
     """The whole file's content, from the installed cfn-lint and parliament."""
     iam_source, reference = _iam_reference()
-    types = {t: {h: list(v) for h, v in schema_handlers(t, region).items()} for t in sorted(set(resource_types))}
+    types = {
+        t: {h: list(v) for h, v in schema_handlers(t, region).items()}
+        for t in sorted(set(resource_types))
+    }
     actions = {}
     for action in sorted({a for lists in types.values() for v in lists.values() for a in v}):
         prefix, _, name = action.partition(":")
-        entry = reference.get((prefix.lower(), name.lower())) if "*" not in action and "?" not in action else None
+        entry = (
+            reference.get((prefix.lower(), name.lower()))
+            if "*" not in action and "?" not in action
+            else None
+        )
         if entry is None:
             actions[action] = {"resources": None}
         else:
             actions[action] = {k: sorted(v) for k, v in entry.items()}
     return {
-        "source": {"cfn-lint": _distribution_version("cfn-lint"), "region": region, "iam-definition": iam_source},
+        "source": {
+            "cfn-lint": _distribution_version("cfn-lint"),
+            "region": region,
+            "iam-definition": iam_source,
+        },
         "resource_types": types,
         "actions": actions,
     }
@@ -265,7 +293,7 @@ def dumps(content: dict) -> str:
 def _data_path():
     from pathlib import Path
 
-    return Path(__file__).resolve().parent / DATA_FILE
+    return Path(__file__).resolve().parents[1] / DATA_FILE
 
 
 def check(resource_types=None, region: str | None = None, out=None) -> int:
@@ -279,7 +307,10 @@ def check(resource_types=None, region: str | None = None, out=None) -> int:
     types = list(resource_types) if resource_types else sorted(current["resource_types"])
     installed = _distribution_version("cfn-lint")
     if installed != current["source"].get("cfn-lint"):
-        print(f"file from cfn-lint {current['source'].get('cfn-lint')}, installed cfn-lint {installed}", file=out)
+        print(
+            f"file from cfn-lint {current['source'].get('cfn-lint')}, installed cfn-lint {installed}",
+            file=out,
+        )
     lacking = 0
     for t in types:
         live = schema_handlers(t, region)
@@ -291,15 +322,21 @@ def check(resource_types=None, region: str | None = None, out=None) -> int:
         for h in HANDLERS:
             new = set(live.get(h, ())) - set(kept.get(h, ()))
             gone = set(kept.get(h, ())) - set(live.get(h, ()))
-            if h in live and h not in kept or h in kept and h not in live:
-                print(f"{t} {h}: handler {'added' if h in live else 'removed'} in the installed schema", file=out)
+            if (h in live and h not in kept) or (h in kept and h not in live):
+                print(
+                    f"{t} {h}: handler {'added' if h in live else 'removed'} in the installed schema",
+                    file=out,
+                )
             for a in sorted(new):
                 print(f"{t} {h}: + {a}", file=out)
             for a in sorted(gone):
                 print(f"{t} {h}: - {a}", file=out)
             lacking += len(new)
     if lacking:
-        print(f"the installed cfn-lint's schemas need what annex/{DATA_FILE} lacks: {REFRESH_HINT}", file=out)
+        print(
+            f"the installed cfn-lint's schemas need what annex/{DATA_FILE} lacks: {REFRESH_HINT}",
+            file=out,
+        )
         return 1
     return 0
 
@@ -307,12 +344,23 @@ def check(resource_types=None, region: str | None = None, out=None) -> int:
 def main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m annex.permissions", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m annex.policies.schemas", description=__doc__.split("\n\n")[0]
+    )
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help=f"regenerate annex/{DATA_FILE}")
-    mode.add_argument("--check", action="store_true", help="compare the file with the installed cfn-lint")
-    parser.add_argument("--region", default=None, help=f"whose provider schemas to read (default {REGION})")
-    parser.add_argument("types", nargs="*", metavar="TYPE", help="resource types (default: the built-in list for --write, the file's for --check)")
+    mode.add_argument(
+        "--check", action="store_true", help="compare the file with the installed cfn-lint"
+    )
+    parser.add_argument(
+        "--region", default=None, help=f"whose provider schemas to read (default {REGION})"
+    )
+    parser.add_argument(
+        "types",
+        nargs="*",
+        metavar="TYPE",
+        help="resource types (default: the built-in list for --write, the file's for --check)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.check:
@@ -327,7 +375,7 @@ def main(argv=None) -> int:
     star_only = sum(1 for e in content["actions"].values() if e["resources"] == [])
     print(
         f"wrote {path}: {len(content['resource_types'])} resource types, {len(content['actions'])} actions "
-        f"({star_only} only on \"*\", {len(unknown)} unknown to the IAM reference)"
+        f'({star_only} only on "*", {len(unknown)} unknown to the IAM reference)'
     )
     for a in unknown:
         print(f"  unknown: {a}")

@@ -4,8 +4,7 @@ CloudFormation refuses a CreateStack/UpdateStack whose parameter values break th
 constraints, and condor_annex relies on that to enforce an administrator's limits (a `Count1` `MaxValue`,
 an `InstanceType1` `AllowedValues`). The local stand-in the tests run against (moto) checks none of it, so
 `check_parameters` does the same checks locally: it returns one readable problem per violation, and an
-empty list when CloudFormation would accept the values. `check_rules` evaluates the template's `Rules`
-section where that needs nothing but the parameter values.
+empty list when CloudFormation would accept the values.
 
 Semantics, from CloudFormation's template reference ("CloudFormation template Parameters syntax", "Rule
 functions"):
@@ -30,7 +29,6 @@ Nothing here talks to AWS or imports boto3/troposphere; templates are plain dict
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -53,11 +51,26 @@ AWS_TYPES: dict[str, tuple[re.Pattern, str]] = {
     "AWS::EC2::Instance::Id": (_hex_id("i"), "an instance id like i-0123456789abcdef0"),
     "AWS::EC2::SecurityGroup::Id": (_hex_id("sg"), "a security group id like sg-0123456789abcdef0"),
     "AWS::EC2::Volume::Id": (_hex_id("vol"), "a volume id like vol-0123456789abcdef0"),
-    "AWS::EC2::KeyPair::KeyName": (re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?"), "a key pair name (1 to 255 ASCII characters)"),
-    "AWS::EC2::SecurityGroup::GroupName": (re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?"), "a security group name (1 to 255 ASCII characters)"),
-    "AWS::EC2::AvailabilityZone::Name": (re.compile(r"[a-z]{2}(?:-[a-z0-9]+)+"), "an Availability Zone name like us-east-1a"),
-    "AWS::Route53::HostedZone::Id": (re.compile(r"[A-Z0-9]{1,32}"), "a hosted zone id like Z23YXV4OVPL04A"),
-    "AWS::SSM::Parameter::Name": (_SSM_KEY, "a Systems Manager parameter name like /aws/service/..."),
+    "AWS::EC2::KeyPair::KeyName": (
+        re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?"),
+        "a key pair name (1 to 255 ASCII characters)",
+    ),
+    "AWS::EC2::SecurityGroup::GroupName": (
+        re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?"),
+        "a security group name (1 to 255 ASCII characters)",
+    ),
+    "AWS::EC2::AvailabilityZone::Name": (
+        re.compile(r"[a-z]{2}(?:-[a-z0-9]+)+"),
+        "an Availability Zone name like us-east-1a",
+    ),
+    "AWS::Route53::HostedZone::Id": (
+        re.compile(r"[A-Z0-9]{1,32}"),
+        "a hosted zone id like Z23YXV4OVPL04A",
+    ),
+    "AWS::SSM::Parameter::Name": (
+        _SSM_KEY,
+        "a Systems Manager parameter name like /aws/service/...",
+    ),
 }
 
 
@@ -72,7 +85,9 @@ class _Kind:
         self.known = True
         inner = type_name
         if type_name.startswith("AWS::SSM::Parameter::Value<") and type_name.endswith(">"):
-            self.format = AWS_TYPES["AWS::SSM::Parameter::Name"]  # the value is the key, not what it holds
+            self.format = AWS_TYPES[
+                "AWS::SSM::Parameter::Name"
+            ]  # the value is the key, not what it holds
             return
         if type_name in ("CommaDelimitedList", "List<Number>"):
             self.is_list = True
@@ -109,7 +124,9 @@ def as_text(value) -> str | None:
     return str(value)
 
 
-def resolve(template: Mapping, values: Mapping[str, str], previous: Mapping[str, str] | None = None):
+def resolve(
+    template: Mapping, values: Mapping[str, str], previous: Mapping[str, str] | None = None
+):
     """{name: (value, source)} for every declared parameter that has a value; source is "given",
     "previous" or "default". Values that are not strings are turned into strings, as a stack call does."""
     declared = template.get("Parameters") or {}
@@ -117,7 +134,10 @@ def resolve(template: Mapping, values: Mapping[str, str], previous: Mapping[str,
     resolved = {}
     for name, spec in declared.items():
         if name in values:
-            resolved[name] = (values[name] if isinstance(values[name], str) else str(values[name]), "given")
+            resolved[name] = (
+                values[name] if isinstance(values[name], str) else str(values[name]),
+                "given",
+            )
         elif name in previous:
             resolved[name] = (str(previous[name]), "previous")
         elif isinstance(spec, Mapping) and as_text(spec.get("Default")) is not None:
@@ -133,7 +153,9 @@ def members(value: str) -> list[str]:
 # --- check_parameters -------------------------------------------------------------------------------------
 
 
-def check_parameters(template: Mapping, values: Mapping[str, str], previous: Mapping[str, str] | None = None) -> list[str]:
+def check_parameters(
+    template: Mapping, values: Mapping[str, str], previous: Mapping[str, str] | None = None
+) -> list[str]:
     """Every reason CloudFormation would refuse `values` (plus `previous`, for UsePreviousValue) for
     `template`; empty when it would accept them (existence of AWS resources aside)."""
     declared = template.get("Parameters") or {}
@@ -148,7 +170,9 @@ def check_parameters(template: Mapping, values: Mapping[str, str], previous: Map
     for name, spec in declared.items():
         if name in resolved:
             value, source = resolved[name]
-            problems.extend(check_value(name, spec if isinstance(spec, Mapping) else {}, value, source))
+            problems.extend(
+                check_value(name, spec if isinstance(spec, Mapping) else {}, value, source)
+            )
     return problems
 
 
@@ -174,21 +198,32 @@ def check_value(name: str, spec: Mapping, value: str, source: str = "given") -> 
         return _check_one(label, spec, kind, value, show, string_lengths=(type_name == "String"))
     items = members(value)
     if kind.format and value.strip() == "":
-        return [f"{name} = {show(value)}{origin} is empty; Type {type_name} needs at least one value"]
+        return [
+            f"{name} = {show(value)}{origin} is empty; Type {type_name} needs at least one value"
+        ]
     for index, item in enumerate(items, start=1):
-        label = f"{name} item {index} = {show(item, kind.number)}{origin}" if len(items) > 1 else f"{name} = {show(item, kind.number)}{origin}"
+        label = (
+            f"{name} item {index} = {show(item, kind.number)}{origin}"
+            if len(items) > 1
+            else f"{name} = {show(item, kind.number)}{origin}"
+        )
         problems.extend(_check_one(label, spec, kind, item, show, string_lengths=False))
     return problems
 
 
-def _check_one(label: str, spec: Mapping, kind: _Kind, value: str, show, string_lengths: bool) -> list[str]:
+def _check_one(
+    label: str, spec: Mapping, kind: _Kind, value: str, show, string_lengths: bool
+) -> list[str]:
     """Problems with one scalar value (a String/Number/AWS value, or one member of a list)."""
     problems = []
     if kind.number:
         number = parse_number(value)
         if number is None:
             return [f"{label} is not a number (Type {kind.name})"]
-        for bound, compare, words in (("MinValue", lambda n, b: n < b, "less than"), ("MaxValue", lambda n, b: n > b, "more than")):
+        for bound, compare, words in (
+            ("MinValue", lambda n, b: n < b, "less than"),
+            ("MaxValue", lambda n, b: n > b, "more than"),
+        ):
             if spec.get(bound) is None:
                 continue
             limit = parse_number(as_text(spec[bound]))
@@ -202,13 +237,18 @@ def _check_one(label: str, spec: Mapping, kind: _Kind, value: str, show, string_
             problems.append(f"{label} is not {looks_like} (Type {kind.name})")
     if string_lengths:
         length = len(value)
-        for bound, compare, words in (("MinLength", lambda n, b: n < b, "fewer than"), ("MaxLength", lambda n, b: n > b, "more than")):
+        for bound, compare, words in (
+            ("MinLength", lambda n, b: n < b, "fewer than"),
+            ("MaxLength", lambda n, b: n > b, "more than"),
+        ):
             if spec.get(bound) is None:
                 continue
             try:
                 limit = int(as_text(spec[bound]))
             except ValueError:
-                problems.append(f"{label}: the template's {bound} {spec[bound]!r} is not an integer")
+                problems.append(
+                    f"{label}: the template's {bound} {spec[bound]!r} is not an integer"
+                )
                 continue
             if compare(length, limit):
                 problems.append(f"{label} has {length} characters, {words} {limit} ({bound})")
@@ -217,14 +257,21 @@ def _check_one(label: str, spec: Mapping, kind: _Kind, value: str, show, string_
         try:
             matched = re.fullmatch(str(pattern_text), value, re.ASCII) is not None
         except re.error as exc:
-            problems.append(f"{label}: AllowedPattern {pattern_text!r} cannot be checked here ({exc})")
+            problems.append(
+                f"{label}: AllowedPattern {pattern_text!r} cannot be checked here ({exc})"
+            )
         else:
             if not matched:
                 why = spec.get("ConstraintDescription")
-                problems.append(f"{label} does not match {pattern_text} (AllowedPattern{': ' + why if why else ''})")
+                problems.append(
+                    f"{label} does not match {pattern_text} (AllowedPattern{': ' + why if why else ''})"
+                )
     allowed = spec.get("AllowedValues")
     if allowed is not None:
-        choices = [as_text(choice) for choice in (allowed if isinstance(allowed, (list, tuple)) else [allowed])]
+        choices = [
+            as_text(choice)
+            for choice in (allowed if isinstance(allowed, (list, tuple)) else [allowed])
+        ]
         if value not in choices:
             problems.append(f"{label} is not one of {', '.join(choices)} (AllowedValues)")
     return problems
@@ -238,122 +285,3 @@ def parse_number(text: str | None) -> Decimal | None:
         return Decimal(text)
     except InvalidOperation:  # pragma: no cover - the pattern admits only what Decimal reads
         return None
-
-
-# --- check_rules ------------------------------------------------------------------------------------------
-
-
-class _Unknown:
-    """A rule value that needs AWS (Fn::RefAll, Fn::ValueOf, pseudo parameters) or a missing value."""
-
-    def __repr__(self):
-        return "UNKNOWN"
-
-
-UNKNOWN = _Unknown()
-
-
-class RuleError(Exception):
-    """A rule that CloudFormation would refuse as malformed."""
-
-
-def check_rules(template: Mapping, values: Mapping[str, str], previous: Mapping[str, str] | None = None) -> list[str]:
-    """One problem per failed assertion of the template's `Rules`, with its AssertDescription.
-
-    Evaluated: Ref to parameters, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Fn::Contains, Fn::EachMemberEquals
-    and Fn::EachMemberIn. Fn::RefAll, Fn::ValueOf and Fn::ValueOfAll need the account's resources, and Refs
-    to pseudo parameters need the stack's context: an assertion (or rule condition) that depends on them
-    is not decided here (CloudFormation still checks it). A rule whose condition is false is skipped."""
-    rules = template.get("Rules") or {}
-    declared = template.get("Parameters") or {}
-    resolved = resolve(template, values, previous)
-    params = {}
-    for name, spec in declared.items():
-        if name in resolved:
-            value = resolved[name][0]
-            params[name] = members(value) if _Kind(str((spec or {}).get("Type", "String"))).is_list else value
-    problems = []
-    for rule_name, rule in rules.items():
-        try:
-            if not isinstance(rule, Mapping):
-                raise RuleError("a rule must be an object")
-            if "RuleCondition" in rule:
-                condition = _truth(_evaluate(rule["RuleCondition"], params, declared))
-                if condition is not True:
-                    continue  # false: the rule does not apply; unknown: cannot tell here
-            assertions = rule.get("Assertions")
-            if not isinstance(assertions, list) or not assertions:
-                raise RuleError("a rule needs a non-empty Assertions list")
-            for index, assertion in enumerate(assertions, start=1):
-                if not isinstance(assertion, Mapping) or "Assert" not in assertion:
-                    raise RuleError(f"assertion {index} has no Assert")
-                if _truth(_evaluate(assertion["Assert"], params, declared)) is False:
-                    why = assertion.get("AssertDescription") or f"assertion {index} fails: {json.dumps(assertion['Assert'], sort_keys=True)}"
-                    problems.append(f"Rule {rule_name}: {why}")
-        except RuleError as exc:
-            problems.append(f"Rule {rule_name}: {exc}")
-    return problems
-
-
-def _truth(value):
-    if value is UNKNOWN or isinstance(value, bool):
-        return value
-    raise RuleError(f"a condition must be true or false, not {value!r}")
-
-
-def _evaluate(expr, params: dict, declared: Mapping):
-    """A rule expression's value: a string, a list of strings, a bool, or UNKNOWN."""
-    if isinstance(expr, (list, tuple)):
-        items = [_evaluate(item, params, declared) for item in expr]
-        return UNKNOWN if any(item is UNKNOWN for item in items) else items
-    if not isinstance(expr, Mapping):
-        return as_text(expr)
-    if len(expr) != 1:
-        raise RuleError(f"an expression must have exactly one function, not {sorted(expr)}")
-    (function, argument), = expr.items()
-    if function == "Ref":
-        if not isinstance(argument, str):
-            raise RuleError("Ref needs a parameter name")
-        if argument.startswith("AWS::"):
-            return UNKNOWN
-        if argument not in declared:
-            raise RuleError(f"Ref to {argument}, which is not a parameter of the template")
-        return params.get(argument, UNKNOWN)
-    if function in ("Fn::RefAll", "Fn::ValueOf", "Fn::ValueOfAll"):
-        return UNKNOWN
-    args = argument if isinstance(argument, list) else None
-    if function == "Fn::Not":
-        if not args or len(args) != 1:
-            raise RuleError("Fn::Not takes a list of one condition")
-        inner = _truth(_evaluate(args[0], params, declared))
-        return UNKNOWN if inner is UNKNOWN else not inner
-    if function in ("Fn::And", "Fn::Or"):
-        if not args or len(args) < 2:
-            raise RuleError(f"{function} takes a list of 2 to 10 conditions")
-        results = [_truth(_evaluate(arg, params, declared)) for arg in args]
-        decisive = function == "Fn::Or"  # Or is decided by a true member, And by a false one
-        if decisive in results:
-            return decisive
-        return UNKNOWN if UNKNOWN in results else not decisive
-    if function in ("Fn::Equals", "Fn::Contains", "Fn::EachMemberEquals", "Fn::EachMemberIn"):
-        if not args or len(args) != 2:
-            raise RuleError(f"{function} takes a list of two arguments")
-        left, right = (_evaluate(arg, params, declared) for arg in args)
-        if left is UNKNOWN or right is UNKNOWN:
-            return UNKNOWN
-        if function == "Fn::Equals":
-            return left == right
-        if function == "Fn::Contains":
-            return right in _as_list(left, function)
-        if function == "Fn::EachMemberEquals":
-            return all(member == right for member in _as_list(left, function))
-        return all(member in _as_list(right, function) for member in _as_list(left, function))
-    if function == "Fn::If":
-        return UNKNOWN  # it names a condition; not evaluated here
-    raise RuleError(f"{function} is not a rule-specific intrinsic function")
-
-
-def _as_list(value, function: str) -> list:
-    if isinstance(value, list):
-        return value
-    raise RuleError(f"{function} needs a list, not {value!r}")

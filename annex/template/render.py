@@ -8,12 +8,11 @@ content-addressed: their key carries a digest of their bytes, so a URL names exa
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import re
 from importlib import resources
 
-from .names import TEMPLATE_BODY_MAX
+from ..names import TEMPLATE_BODY_MAX
 
 
 def render(template, fmt: str = "yaml") -> str:
@@ -36,36 +35,19 @@ def compact(template) -> str:
             del resource["Metadata"]
     body = json.dumps(data, separators=(",", ":"), sort_keys=True)
     if len(body.encode()) > TEMPLATE_BODY_MAX:
-        raise ValueError(f"the template is {len(body.encode()):,} bytes; CloudFormation takes {TEMPLATE_BODY_MAX:,} at most")
+        raise ValueError(
+            f"the template is {len(body.encode()):,} bytes; CloudFormation takes {TEMPLATE_BODY_MAX:,} at most"
+        )
     return body
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def published_key(references: int, text: str) -> str:
-    """The object key a published annex template of `references` groups is stored under."""
-    return f"annex-{references}-{digest(text)}.yaml"
-
-
-def url_suffix(region: str) -> str:
-    """AWS's DNS suffix for a region (what ${AWS::URLSuffix} gives inside a template)."""
-    return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-
-
-def templates_bucket(account: str, region: str) -> str:
-    """The administrator's bucket of published annex templates (made by the set-up stack)."""
-    return f"htcondor-annex-setup-{account}-{region}"
-
-
-def template_url(bucket: str, region: str, key: str) -> str:
-    return f"https://{bucket}.s3.{region}.{url_suffix(region)}/{key}"
 
 
 def checkov_skips(**reasons) -> dict:
     """checkov reads skips, each with its reason, from the resource's metadata."""
-    return {"checkov": {"skip": [{"id": check, "comment": why} for check, why in sorted(reasons.items())]}}
+    return {
+        "checkov": {
+            "skip": [{"id": check, "comment": why} for check, why in sorted(reasons.items())]
+        }
+    }
 
 
 def function_code(name: str) -> str:
@@ -75,7 +57,20 @@ def function_code(name: str) -> str:
     tree = ast.parse(resources.files("annex").joinpath(f"functions/{name}.py").read_text())
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(getattr(body[0], "value", None), ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
-    lines = ast.unparse(tree).splitlines()  # ast.unparse indents by four spaces and writes no multi-line string
-    return "\n".join(re.sub(r"^((?:    )+)", lambda m: " " * (len(m.group(1)) // 4), line) for line in lines) + "\n"
+    lines = ast.unparse(
+        tree
+    ).splitlines()  # ast.unparse indents by four spaces and writes no multi-line string
+    return (
+        "\n".join(
+            re.sub(r"^((?:    )+)", lambda m: " " * (len(m.group(1)) // 4), line) for line in lines
+        )
+        + "\n"
+    )

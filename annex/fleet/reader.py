@@ -17,7 +17,9 @@ GROUP_TAG = "aws:autoscaling:groupName"  # AutoScaling tags each instance with i
 @dataclass(frozen=True)
 class FleetState:
     desired: int = 0  # instances the fleet asks for now
-    states: dict = field(default_factory=dict)  # lifecycle state -> count (InService, Pending, Terminating, ...)
+    states: dict = field(
+        default_factory=dict
+    )  # lifecycle state -> count (InService, Pending, Terminating, ...)
     instances: tuple = ()  # EC2's descriptions (type, launch time, state) for the meter
 
     @property
@@ -34,12 +36,18 @@ def read(aws, stacks) -> dict[str, FleetState]:
     names = [g for s in stacks for g in s.groups]
     if not names:
         return {s.name: FleetState() for s in stacks}
-    groups = {g["AutoScalingGroupName"]: g for g in aws.groups(names)}
+    groups = {g["AutoScalingGroupName"]: g for g in aws.groups.describe(names)}
     instances: dict[str, list] = {}
-    for instance in aws.group_instances(names):
+    for instance in aws.ec2.group_instances(names):
         tags = {t.get("Key"): t.get("Value") for t in instance.get("Tags", [])}
         instances.setdefault(tags.get(GROUP_TAG, ""), []).append(instance)
-    return {s.name: state_of([groups.get(n, {}) for n in s.groups], [i for n in s.groups for i in instances.get(n, [])]) for s in stacks}
+    return {
+        s.name: state_of(
+            [groups.get(n, {}) for n in s.groups],
+            [i for n in s.groups for i in instances.get(n, [])],
+        )
+        for s in stacks
+    }
 
 
 def state_of(groups: list[dict], instances: list[dict]) -> FleetState:

@@ -1,0 +1,27 @@
+"""Systems Manager Parameter Store: the administrator's limits, read by everyone."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from .translate import error_code, translated
+
+if TYPE_CHECKING:
+    from .session import Aws
+
+
+class Parameters:
+    def __init__(self, aws: Aws):
+        self.aws = aws
+
+    def text(self, name: str) -> str | None:
+        """An SSM String parameter's value in this region, None when absent."""
+        with translated(f"reading SSM parameter {name} in {self.aws.region}"):
+            try:
+                return self.aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+            except ClientError as error:
+                if error_code(error) == "ParameterNotFound":
+                    return None
+                raise

@@ -1,0 +1,1 @@
+"""The command line; `annex.cli.main.entry` is the console script."""

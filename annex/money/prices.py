@@ -1,0 +1,99 @@
+"""On-demand prices: AWS's Price List API, cached on disk for a day.
+
+Nothing here imports boto3: AWS is reached only through the `aws` object passed in (annex.aws).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import AwsError
+
+CACHE_SECONDS = 24 * 3600
+
+
+def cache_path() -> Path:
+    """$XDG_CACHE_HOME/condor_annex/prices.json, else ~/.cache/condor_annex/prices.json ($HOME respected)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "condor_annex" / "prices.json"
+
+
+def on_demand_price(
+    aws, instance_type: str, region: str, now: datetime | None = None
+) -> tuple[float | None, str]:
+    """(USD per hour, where it came from), or (None, why there is none). Never raises for a missing price."""
+    stamp = now.timestamp() if now else time.time()
+    key = f"{region}/{instance_type}"
+    prices = read_cache()
+    entry = prices.get(key)
+    if isinstance(entry, dict) and 0 <= stamp - float(entry.get("fetched", -1e18)) < CACHE_SECONDS:
+        return float(entry["usd"]), "on-demand, AWS Price List, cached"
+    try:
+        documents = aws.pricing.price_list(instance_type, region)
+    except (
+        AwsError
+    ) as error:  # AccessDenied included: a user may not be allowed pricing:GetProducts
+        said = " ".join(str(error).split())
+        return (
+            None,
+            f"AWS's Price List API gave no price ({said[:200]}{'…' if len(said) > 200 else ''})",
+        )
+    price = parse_price_list(documents)
+    if price is None:
+        return None, f"AWS's Price List has no on-demand Linux price for it in {region}"
+    prices[key] = {"usd": price, "fetched": stamp}
+    write_cache(prices)
+    return price, "on-demand, AWS Price List"
+
+
+def parse_price_list(documents) -> float | None:
+    """The highest hourly on-demand USD price in GetProducts' PriceList (a list of JSON texts), or None."""
+    found = []
+    for document in documents:
+        try:
+            product = json.loads(document) if isinstance(document, str) else document
+            offers = product["terms"]["OnDemand"].values()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        for offer in offers:
+            for dimension in (offer.get("priceDimensions") or {}).values():
+                if str(dimension.get("unit", "")).lower() not in ("hrs", "hours", "hour"):
+                    continue
+                try:
+                    amount = float(dimension["pricePerUnit"]["USD"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if math.isfinite(amount) and amount > 0:
+                    found.append(amount)
+    return max(found) if found else None
+
+
+def read_cache() -> dict:
+    try:
+        data = json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    prices = data.get("prices") if isinstance(data, dict) else None
+    return prices if isinstance(prices, dict) else {}
+
+
+def write_cache(prices: dict) -> None:
+    """Replace the cache file atomically; a cache that cannot be written is only a cache."""
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=".prices-", delete=False
+        ) as out:
+            json.dump({"prices": prices}, out, indent=1, sort_keys=True)
+        os.replace(out.name, path)
+    except OSError:
+        pass
