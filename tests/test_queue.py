@@ -6,6 +6,7 @@ real bindings are run up to where they find no schedd (there is no HTCondor daem
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,32 @@ def test_binary_garbage_is_not_condor_q_json(tmp_path):
     path.write_bytes(b"\xff\xfe\x00[")
     with pytest.raises(PoolError, match="is not condor_q -json output: it is not UTF-8 text"):
         read_queue_json(path)
+
+
+@pytest.mark.parametrize("config_text", [None, "FOO = $(\n[ broken\n"])
+def test_reading_a_queue_file_needs_no_pool_configuration(tmp_path, config_text):
+    """classad2's parser imports htcondor2, which would read CONDOR_CONFIG: a missing one makes it
+    complain on stderr and a malformed one exits the process. A fresh process makes that import."""
+    config = tmp_path / "condor_config"
+    if config_text is not None:
+        config.write_text(config_text)
+    write_queue(tmp_path / "q.json", [job_ad(1, memory_mb="1024 * RequestCpus", cpus=3)])
+    code = (
+        "import os, sys; from annex.pool.queue import read_queue_json\n"
+        "jobs = read_queue_json(sys.argv[1])\n"
+        "imported = 'htcondor2' in sys.modules\n"
+        "print(jobs[0].request_memory_mb, imported, os.environ['CONDOR_CONFIG'])\n"
+    )
+    env = {**os.environ, "CONDOR_CONFIG": str(config)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "q.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert (out.returncode, out.stderr) == (0, "")
+    assert out.stdout.split() == ["3072", "True", str(config)]
 
 
 def test_condor_history_json_jobs_are_read_and_never_idle(tmp_path, lab_a):

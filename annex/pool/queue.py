@@ -8,6 +8,9 @@ the expressions.
 
 HTCondor's bindings read the configuration when they are imported, so the schedd is queried in a
 short subprocess with CONDOR_CONFIG set; classad2 needs no configuration and is used in-process.
+But classad2's parser imports htcondor2 itself (its C code finds the ClassAd type there), which
+would read the pool's configuration, complain on stderr of a missing one and exit the process on a
+malformed one: that one import is made with CONDOR_CONFIG=ONLY_ENV (no configuration file).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,10 +205,28 @@ def parse_condor_json(text: str, source: str) -> list[Job]:
         objects = split_json_array(text)
     except ValueError as error:
         raise PoolError(f"{source} is not condor_q -json output: {error}") from None
-    return [
-        Job.from_ad(_classad(raw, source, n), f"{source}, ad {n}")
-        for n, raw in enumerate(objects, 1)
-    ]
+    with _without_pool_configuration():
+        ads = [_classad(raw, source, n) for n, raw in enumerate(objects, 1)]
+    return [Job.from_ad(ad, f"{source}, ad {n}") for n, ad in enumerate(ads, 1)]
+
+
+@contextmanager
+def _without_pool_configuration() -> Iterator[None]:
+    """While classad2's parser first imports htcondor2, CONDOR_CONFIG=ONLY_ENV: parsing needs no
+    configuration, and the pool's (missing or malformed) must not end this process. Restored after,
+    so every subprocess still sees the user's."""
+    if "htcondor2" in sys.modules:
+        yield
+        return
+    saved = os.environ.get("CONDOR_CONFIG")
+    os.environ["CONDOR_CONFIG"] = "ONLY_ENV"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["CONDOR_CONFIG"]
+        else:
+            os.environ["CONDOR_CONFIG"] = saved
 
 
 def split_json_array(text: str) -> list[str]:
