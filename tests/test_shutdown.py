@@ -1,17 +1,19 @@
 """The programs the instances run, for real against the moto server: annex-shutdown (the master's shutdown
-program) asks to leave the group by putting annex/leaving/<instance id> in the bucket, waits for the
-metadata service to read its target lifecycle state Terminated, and powers off in every case; annex-lease
-powers off at the expiry."""
+program) asks to leave the group by putting annex/leaving/<instance id> in the bucket (or to be replaced,
+annex/leaving/replace/<instance id>, after a rebalance recommendation; or nothing, when AWS is interrupting
+the instance), waits for the metadata service to read its target lifecycle state Terminated, and powers
+off in every case; annex-lease powers off at the expiry."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
 
-from instance_env import REGION, ImdsServer, Instance, closed_port_url, leaving, no_retries
+from instance_env import REGION, ImdsServer, Instance, closed_port_url, leaving, no_retries, write
 
 BUCKET = "htcondor-annex-lab-0123456789ab"
 INSTANCE_ID = "i-0123456789abcdef0"
@@ -63,6 +65,62 @@ def test_shutdown_asks_to_leave_and_powers_off_once_let_go(instance):
     assert b"Terminated" in out.stderr
     assert instance.calls("shutdown") == ["shutdown -h now"]
     assert not [c for c in instance.calls("aws") if "autoscaling" in c]  # the instance never calls AutoScaling
+
+
+def bucket_keys() -> list[str]:
+    listed = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def interruption(instance, said: str) -> None:
+    """What annex-interruptions records once AWS gave the instance a notice."""
+    write(instance.path("/var/lib/condor-annex/interruption"), said + "\n", 0o644)
+
+
+def test_an_idle_instance_without_a_notice_leaves_its_group(instance):
+    bucket()
+    with ImdsServer(INSTANCE_ID, terminated_after=1) as imds:
+        out, _ = shutdown(instance, imds.url)
+    assert out.returncode == 0, out.stderr.decode()
+    assert bucket_keys() == [f"annex/leaving/{INSTANCE_ID}"]  # the group shrinks
+    assert instance.calls("shutdown") == ["shutdown -h now"]
+
+
+def test_an_interrupted_instance_does_not_ask_to_leave_and_powers_off(instance):
+    bucket()
+    interruption(instance, "interrupted")
+    with ImdsServer(INSTANCE_ID) as imds:  # InService for ever: it must not wait for it either
+        out, elapsed = shutdown(instance, imds.url, ANNEX_LEAVE_WAIT="60")
+        asked = imds.lifecycle_requests
+    assert out.returncode == 0, out.stderr.decode()
+    assert bucket_keys() == []  # asking to leave would shrink the group; it must replace this instance
+    assert not instance.calls("aws")
+    assert asked == 0 and elapsed < 10
+    assert b"interrupting" in out.stderr
+    assert instance.calls("shutdown") == ["shutdown -h now"]
+
+
+def test_after_a_rebalance_recommendation_it_asks_to_be_replaced(instance):
+    bucket()
+    interruption(instance, "rebalance")
+    with ImdsServer(INSTANCE_ID, terminated_after=2) as imds:
+        out, _ = shutdown(instance, imds.url, ANNEX_LEAVE_WAIT="60")
+        asked = imds.lifecycle_requests
+    assert out.returncode == 0, out.stderr.decode()
+    assert bucket_keys() == [f"annex/leaving/replace/{INSTANCE_ID}"]  # not annex/leaving/<id>: no shrinking
+    body = json.loads(boto3.client("s3", region_name=REGION).get_object(
+        Bucket=BUCKET, Key=f"annex/leaving/replace/{INSTANCE_ID}")["Body"].read())
+    assert body["instance"] == INSTANCE_ID and body["reason"] == "idle" and set(body) == {"instance", "reason", "at"}
+    assert asked == 2 and b"to be replaced" in out.stderr  # it waits to be let go as a leaving instance does
+    assert instance.calls("shutdown") == ["shutdown -h now"]
+
+
+def test_an_unknown_marker_is_taken_for_no_notice(instance):
+    bucket()
+    interruption(instance, "something else")
+    with ImdsServer(INSTANCE_ID, terminated_after=1) as imds:
+        shutdown(instance, imds.url)
+    assert bucket_keys() == [f"annex/leaving/{INSTANCE_ID}"]
 
 
 def test_the_lease_gives_its_reason(instance):
