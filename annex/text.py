@@ -5,7 +5,9 @@ One formatter per kind of value, so a bound reads the same in a summary, a table
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import shlex
 from datetime import datetime, timedelta, timezone
 
@@ -26,6 +28,36 @@ def short(error: Exception | str, most: int = 160) -> str:
     """An error's text on one line, cut to `most` characters."""
     text = " ".join(str(error).split())
     return text if len(text) <= most else text[: most - 1] + "…"
+
+
+_MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.IGNORECASE | re.DOTALL)
+
+
+def plain(text: str, most: int = 120) -> str:
+    """What a service said, fit for one line of an error: markup (an HTML error page from a proxy or a
+    portal) removed, entities decoded, whitespace collapsed, cut to `most` characters."""
+    return short(html.unescape(_MARKUP.sub(" ", str(text))), most)
+
+
+def spoken(delta: timedelta) -> str:
+    """A length of time as a sentence says it: '12 hours', '1 day 12 hours', '1 hour 30 minutes'."""
+    days, hours, minutes = _parts(delta)
+    words = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+    said = [f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in words if n]
+    return " ".join(said) or "0 minutes"
+
+
+def duration_token(delta: timedelta) -> str:
+    """A length of time as --duration and --by take it: '3d2h30m', '12h', '45m' (whole minutes, down)."""
+    days, hours, minutes = _parts(delta)
+    token = "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n)
+    return token or "0m"
+
+
+def _parts(delta: timedelta) -> tuple[int, int, int]:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    return days, *divmod(rest, 60)
 
 
 def duration(delta: timedelta) -> str:

@@ -1,6 +1,6 @@
 """Shared by the bench scripts: a moto server process on loopback (as tests/conftest.py starts one), an
 environment that points boto3 at it through the standard AWS variables only, an account and pool prepared
-with tests/support/sandbox.py, condor_annex run in this process, and a count of every AWS call it makes."""
+with annex/standin/ (the stand-in), condor_annex run in this process, and a count of every AWS call it makes."""
 
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ from types import SimpleNamespace
 
 import boto3.session
 
+from annex.standin.server import moto_server, reset_moto
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # tests/support is development tooling, not part of the package
-
-from tests.support.sandbox import moto_server, reset_moto  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -50,12 +49,13 @@ def point_at(url: str, work: Path) -> dict:
 def fresh_account(url: str, work: Path) -> None:
     """A reset moto account prepared as the seed's Quick Start does, and a personal-condor pool configuration.
 
-    tests/support/sandbox.py tags two /20 subnets (4,091 addresses each); moto starts all of a group's
+    annex/standin/account.py tags two /20 subnets (4,091 addresses each); moto starts all of a group's
     instances in its first subnet, so the tagged subnet here is one /18 (16,379 addresses) instead, as an
     administrator would size it for the largest annexes the raised limits allow."""
     from annex.aws.session import Aws
     from annex.names import DEFAULT_LIMITS, LIMITS_PARAMETER, SETUP_NAME
-    from tests.support.sandbox import prepare_account, write_pool
+    from annex.standin.account import prepare_account
+    from annex.standin.pool import write_pool
 
     reset_moto(url)
     made = prepare_account()
@@ -66,7 +66,8 @@ def fresh_account(url: str, work: Path) -> None:
     ec2.create_tags(Resources=[big], Tags=[{"Key": "Name", "Value": SETUP_NAME}])
     # The administrator's limits (annex/cost.py; default 64 instances per annex), raised as `condor_annex setup
     # --max-instances` would, so that annexes of 1,000 instances may be created.
-    limits = {**DEFAULT_LIMITS, "max_instances": 5000, "max_ceiling_usd": 1_000_000}
+    limits = {**DEFAULT_LIMITS, "max_instances": 5000, "max_ceiling_usd": 1_000_000, "max_annexes_per_user": 1000,
+              "max_instances_per_user": 100_000, "max_instances_per_account": 100_000}
     Aws().client("ssm").put_parameter(Name=LIMITS_PARAMETER, Type="String", Overwrite=True, Value=json.dumps(limits))
     os.environ["CONDOR_CONFIG"] = str(write_pool(work / "condor"))
 
@@ -139,26 +140,33 @@ def counted_cli(*args: str) -> tuple[Calls, float, str]:
 
 
 def deploy(project_id: str, expiry_text: str, instances: int, aws=None) -> dict:
-    """An annex as create makes it (the product's discovery, template, parameters and tags), in one stack
-    operation and without the pool side or the bucket's objects, through one session, so a hundred take
-    seconds. Returns what the benches need: config, names (.stack, .bucket), stack_id, stack, groups."""
+    """An annex as create makes it (the product's discovery, template, parameters and tags, and the
+    hand-made account's IAM made once), in one stack operation and without the pool side or the bucket's
+    objects, through one session, so a hundred take seconds. Returns what the benches need: config,
+    names (.stack, .bucket), stack_id, stack, groups."""
     from annex.aws.session import Aws
-    from annex.config.when import iso_utc
-    from annex.config.request import make_config, parse_expiry
-    from annex.interface import stack_name
-    from annex.lifecycle.create import stack_parameters
-    from annex.names import TAG_CREDENTIAL, TAG_EXPIRY, TAG_INSTANCES, TAG_OWNER, TAG_OWNER_NAME, TAG_PROJECT
+    from annex.config.request import CreateInput, Market, make_config
+    from annex.config.when import parse_expiry
+    from annex.interface import stack_name, tag_value
+    from annex.lifecycle.account import LEASE_POLICY_NAME, read_account
+    from annex.lifecycle.create import stack_parameters, stack_tags
+    from annex.names import PROJECT_ROLE_PATH, QUICK_START_LEASE_ROLE, QUICK_START_PATH, TAG_PROJECT
+    from annex.template.annex import inline_template
     from annex.template.render import compact
-    from annex.template.annex import build_template
 
     aws = aws or Aws()
-    network, refs, caller = aws.ec2.discover_network(), aws.ec2.discover_references(), aws.caller()
-    config = make_config(project_id, parse_expiry(expiry_text)[0], instances, refs, region=aws.region)
-    template = build_template(len(config.references))
-    tags = {TAG_PROJECT: project_id, TAG_EXPIRY: iso_utc(config.expiry), TAG_OWNER: caller.user_id, TAG_OWNER_NAME: caller.name,
-            TAG_INSTANCES: str(instances), TAG_CREDENTIAL: "PASSWORD"}
-    name = stack_name(project_id)
-    stack_id = aws.stacks.create(name, compact(template), stack_parameters(config, network, 9618, caller, template), tags)
+    caller, name = aws.caller(), stack_name(project_id)
+    account = read_account(aws, caller, name)
+    when = parse_expiry(expiry_text)[0]
+    config = make_config(project_id, when, instances, account.references, region=aws.region,
+                         market=Market("spot", 0, 0, account.spot_cap))  # fmt: skip
+    given = CreateInput(when, "", instances, "fixed", 900, "spot", None, None, None, None)
+    identity = account.identity
+    aws.iam.ensure_lambda_role(QUICK_START_LEASE_ROLE, QUICK_START_PATH, LEASE_POLICY_NAME, identity.lease_policy)
+    aws.iam.ensure_instance_identity(identity.project_role, PROJECT_ROLE_PATH, {TAG_PROJECT: tag_value(project_id)})
+    template = compact(inline_template(len(config.references)))
+    parameters = stack_parameters(config, account, 9618, caller)
+    stack_id = aws.stacks.create(name, template, parameters, stack_tags(config, caller, "PASSWORD", given, False))
     final = aws.stacks.wait(stack_id, lambda s: not s.endswith("_IN_PROGRESS"), first=0.05, longest=0.5)
     if final.status != "CREATE_COMPLETE":
         raise SystemExit(f"bench: annex {project_id} ended {final.status}: {final.reason}")

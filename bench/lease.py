@@ -8,7 +8,7 @@ For each size: a moto server process of its own, an account prepared as the seed
 then its lease function exactly as deployed (the stack's inline code saved as index.py, the handler and
 environment Lambda holds) called as EventBridge would, in a child interpreter whose clock faketime sets
 30 seconds past the expiry. Its AWS calls are counted per operation (before-call on boto3's default
-session, which `boto3.client` uses); tests/leasekit.py has the runner, shared with tests/test_lease.py.
+session, which `boto3.client` uses); bench/leasekit.py has the runner, shared with tests/test_lease.py.
 Reported: the calls, the wall time of the whole run (interpreter start to exit) and, measured the same
 way, the start-up of an interpreter that only imports boto3 under faketime, and what is left afterwards.
 
@@ -29,7 +29,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
 import leasekit  # noqa: E402
 from annex.config.when import iso_utc# noqa: E402

@@ -3,6 +3,8 @@ points boto3 (and the condor_annex CLI) at it through the standard AWS variables
 
 Tests that reach the moto server are marked `aws` (automatically, when they use these fixtures; a module
 that starts its own server says `pytestmark = pytest.mark.aws`): `./bin/test -m 'not aws'` runs the rest.
+Tests that run a third-party analyzer are marked `lint` (by their module): `-m 'not aws and not lint'` is the
+quick tier.
 """
 
 from __future__ import annotations
@@ -12,14 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import sandbox
+from annex.standin import server as standin
 
 ROOT = Path(__file__).resolve().parent.parent
 AWS_FIXTURES = {"moto_server", "aws_env", "module_account"}  # module_account: tests/reliability/conftest.py
 
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "aws: reaches a moto server (a local stand-in for AWS) started as a process")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -30,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def moto_server():
-    with sandbox.moto_server() as url:
+    with standin.moto_server() as url:
         yield url
 
 
@@ -38,7 +37,7 @@ def moto_server():
 def aws_env(moto_server, monkeypatch, tmp_path):
     """A clean moto account, reached through AWS_ENDPOINT_URL and fake credentials; returns the env dict
     (also applied to this process) for subprocesses."""
-    sandbox.reset_moto(moto_server)
+    standin.reset_moto(moto_server)
     env = {
         "AWS_ENDPOINT_URL": moto_server,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -48,9 +47,10 @@ def aws_env(moto_server, monkeypatch, tmp_path):
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
         "HOME": str(tmp_path),
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "CONDOR_ANNEX_IAM_SETTLE_SECONDS": "0",  # moto is consistent at once
     }
     for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return {k: v for k, v in os.environ.items()}
+    return dict(os.environ)

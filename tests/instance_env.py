@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import io
 import json
 import secrets
 import shutil
@@ -16,6 +17,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tarfile
 import threading
 from pathlib import Path
 
@@ -251,6 +253,18 @@ class Instance:
     def path(self, absolute: str) -> Path:
         return self.root / absolute.lstrip("/")
 
+    def fetched(self) -> list[str]:
+        """The keys the instance asked S3 for (every `aws s3api get-object --key K`), in order."""
+        return [key for call in self.calls("aws") if " get-object " in call for key in [option(call, "--key")]]
+
+    def unpack(self, bundle: bytes) -> None:
+        """What the user data leaves for the bootstrap: the bundle unpacked in /var/lib/condor-annex (0700)."""
+        staging = self.path("/var/lib/condor-annex")
+        staging.mkdir(parents=True, exist_ok=True)
+        staging.chmod(0o700)
+        with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
+            tar.extractall(staging, filter="data")
+
     def firewall(self) -> dict:
         """The rules the fake nft/iptables/ip6tables hold, and every rule set given to nft."""
         if not self.firewall_state.exists():
@@ -275,6 +289,18 @@ class Instance:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(INSTANCE / name, target)
             target.chmod(0o755)
+
+
+def option(call: str, name: str) -> str | None:
+    """The value after `name` in a recorded call (its words split on spaces), or None."""
+    words = call.split()
+    return words[words.index(name) + 1] if name in words[:-1] else None
+
+
+def bundle_members(bundle: bytes) -> dict[str, tuple[int, bytes]]:
+    """A bundle's files: name → (mode, bytes)."""
+    with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
+        return {m.name: (m.mode, tar.extractfile(m).read()) for m in tar.getmembers()}
 
 
 def masked_system_path(directory: Path, hidden) -> Path:

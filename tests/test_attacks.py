@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from annex.config.request import split_instances
 from annex.names import LIMITS_PARAMETER, SETUP_STACK, SWEEP_FUNCTION, TAG_OWNER, TAG_PROJECT
+from annex.standin.pool import write_pool
 from annex.template.parameters import check_parameters
 from tests.support.account import (
     ACCOUNT,
@@ -45,7 +46,6 @@ from tests.support.account import (
     user_identity,
 )
 from tests.support.iam import Decision, Request, evaluate
-from tests.support.sandbox import write_pool
 
 pytestmark = pytest.mark.aws
 

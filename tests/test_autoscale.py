@@ -1,4 +1,4 @@
-"""annex.autoscale: the wanted count against each bound (numbers derived by hand in each test), that
+"""annex.fleet.autoscale: the wanted count against each bound (numbers derived by hand in each test), that
 a round never lowers it, and the loop of rounds with every collaborator injected. The table tests
 run queue files written with classad2 through annex.pool.queue into the decision."""
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from annex.autoscale import (
+from annex.fleet.autoscale import (
     Bounds,
     Decision,
     FleetNow,

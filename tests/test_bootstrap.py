@@ -1,7 +1,8 @@
 """The instance bootstrap, run for real: the launch template's user data (annex/instance/user-data.sh, with
-CloudFormation's substitutions made) fetches annex/bootstrap.sh from the bucket and runs it, against the
-moto server, a loopback IMDSv2 and a temporary root, with HTCondor's commands, systemctl and shutdown
-recorded and stateful fakes of nft, iptables and ip6tables."""
+CloudFormation's substitutions made) fetches annex/bundle.tar.gz from the bucket, unpacks it and runs its
+bootstrap.sh, which fetches only the expiry and the credential, against the moto server, a loopback IMDSv2
+and a temporary root, with HTCondor's commands, systemctl and shutdown recorded and stateful fakes of nft,
+iptables and ip6tables."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import pytest
 
 from annex.pool.config import IDTOKENS, PASSWORD, Pool
 from annex.pool.credential import Credential
-from annex.pool.instance import CONFIG_FILE, PASSWORD_FILE, TOKEN_DIR, bucket_objects
-from instance_env import (INSTANCE, PROGRAMS, REGION, UPTIME, ImdsServer, Instance, closed_port_url, jwt, leaving, mode,
-                          no_retries, shellcheck, write)
+from annex.names import BUNDLE_KEY, EXPIRY_KEY
+from annex.pool.instance import CONFIG_FILE, CREDENTIAL_KEYS, PASSWORD_FILE, TOKEN_DIR, bucket_objects
+from instance_env import (INSTANCE, PROGRAMS, REGION, UPTIME, ImdsServer, Instance, bundle_members, closed_port_url, jwt,
+                          leaving, mode, no_retries, shellcheck, write)
 
 BUCKET = "htcondor-annex-lab-0123456789ab"
 STACK = "htcondor-annex-lab-01234567"
@@ -51,21 +53,16 @@ def user_data(stack: str = STACK, region: str = REGION, bucket: str = BUCKET) ->
     return text
 
 
-def instance_objects() -> dict[str, bytes]:
-    """What the instances fetch besides the configuration: the bootstrap and every program it installs.
-    (Added here when bucket_objects does not hold them yet; its own copy wins when it does.)"""
-    objects = {"annex/bootstrap.sh": (INSTANCE / "bootstrap.sh").read_bytes()}
-    objects.update({f"annex/{name}": (INSTANCE / name).read_bytes() for name in PROGRAMS})
-    return objects
+def objects_for(credential) -> dict[str, bytes]:
+    """What `create` uploads, in its order: the credential, the expiry, the bundle."""
+    return bucket_objects("Lab", pool(), credential, ["alice"], 900, EXPIRY)
 
 
 def upload(credential, objects=None):
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
     if objects is None:
-        objects = bucket_objects("Lab", pool(), credential, ["alice"], 900, EXPIRY)
-        for key, body in instance_objects().items():
-            objects.setdefault(key, body)
+        objects = objects_for(credential)
     for key, body in objects.items():
         s3.put_object(Bucket=BUCKET, Key=key, Body=body)
     return objects
@@ -113,7 +110,7 @@ def test_bootstrap_installs_the_pool_password_config_and_programs_and_starts_htc
     assert_no_secret(out, SECRET)
 
     config = instance.path(CONFIG_FILE)
-    assert config.read_bytes() == objects["annex/condor_config"] and mode(config) == 0o644
+    assert config.read_bytes() == bundle_members(objects[BUNDLE_KEY])["condor_config"][1] and mode(config) == 0o644
     secret = instance.path(PASSWORD_FILE)
     assert secret.read_bytes() == SECRET and mode(secret) == 0o600  # root's: user data runs as root
     assert mode(secret.parent) == 0o700
@@ -180,25 +177,38 @@ def test_bootstrap_installs_a_token_in_a_private_token_directory(instance, tmp_p
     assert f"SEC_TOKEN_DIRECTORY = {TOKEN_DIR}" in instance.path(CONFIG_FILE).read_text()
 
 
-def only_the_bootstrap() -> None:
-    """The bucket holds the bootstrap and nothing else of the configuration."""
-    upload(None, objects={"annex/bootstrap.sh": (INSTANCE / "bootstrap.sh").read_bytes()})
+@pytest.mark.parametrize("credential", [password, token], ids=["pool-password", "token"])
+def test_the_bootstrap_fetches_only_the_expiry_and_the_credential(instance, tmp_path, credential):
+    """condor_config and the programs come in the bundle: what the instance asks S3 for (the recorded aws
+    calls) is the bundle (the user data), then the expiry and the credential (the bootstrap), once each."""
+    credential = credential()
+    objects = upload(credential)
+    assert list(objects) == [CREDENTIAL_KEYS[credential.kind], EXPIRY_KEY, BUNDLE_KEY]
+    with ImdsServer() as imds:
+        out, _ = boot(instance, tmp_path, imds.url)
+    assert out.returncode == 0, out.stderr.decode()
+    assert instance.fetched() == [BUNDLE_KEY, EXPIRY_KEY, CREDENTIAL_KEYS[credential.kind]]
+
+
+def only_the_bundle() -> None:
+    """The bucket holds the bundle and nothing else: no expiry, no credential."""
+    upload(None, objects={BUNDLE_KEY: objects_for(password())[BUNDLE_KEY]})
 
 
 def test_without_its_objects_it_gives_up_within_the_bound_and_powers_off(instance, tmp_path):
-    only_the_bootstrap()
+    only_the_bundle()
     with ImdsServer("i-0deadbeefdeadbeef") as imds:
         out, elapsed = boot(instance, tmp_path, imds.url, bound=4)
     assert out.returncode != 0
     assert elapsed < 4 + 30  # the bound, plus the last attempt and the goodbye
     assert b"cannot fetch" in out.stderr
-    assert len([c for c in instance.calls("aws") if "get-object" in c]) >= 2  # it did retry
+    assert instance.fetched().count(EXPIRY_KEY) >= 2  # it did retry
     assert_left("i-0deadbeefdeadbeef", "cannot fetch")
     assert_powered_off(instance)
 
 
 def test_leaving_waits_to_be_let_go_then_powers_off(instance, tmp_path):
-    only_the_bootstrap()
+    only_the_bundle()
     with ImdsServer("i-0deadbeefdeadbeef", terminated_after=2) as imds:
         out, _ = boot(instance, tmp_path, imds.url, bound=2, ANNEX_LEAVE_WAIT="60")
         asked = imds.lifecycle_requests
@@ -208,7 +218,7 @@ def test_leaving_waits_to_be_let_go_then_powers_off(instance, tmp_path):
 
 
 def test_leaving_powers_off_after_the_wait_when_nothing_lets_it_go(instance, tmp_path):
-    only_the_bootstrap()
+    only_the_bundle()
     with ImdsServer("i-0deadbeefdeadbeef") as imds:  # InService for ever
         out, elapsed = boot(instance, tmp_path, imds.url, bound=2, ANNEX_LEAVE_WAIT="3")
         asked = imds.lifecycle_requests
@@ -284,11 +294,26 @@ def bootstrap(instance, imds_url, bound=600, timeout=120, **env):
 
 
 def test_a_dead_aws_endpoint_ends_in_power_off_not_an_idle_machine(instance, tmp_path):
+    instance.unpack(objects_for(password())[BUNDLE_KEY])  # as the user data leaves it
     with ImdsServer() as imds:
         out, elapsed = bootstrap(instance, imds.url, bound=3, **no_retries({}), AWS_ENDPOINT_URL=closed_port_url(), ANNEX_LEAVE_WAIT="120")
         asked = imds.lifecycle_requests
     assert out.returncode != 0
     assert asked == 0 and elapsed < 3 + 30  # the put failed: no waiting to be let go
+    assert b"cannot fetch" in out.stderr
+    assert_powered_off(instance)
+
+
+@pytest.mark.parametrize("missing", ["condor_config", *PROGRAMS])
+def test_a_bundle_without_one_of_its_files_ends_in_leaving_before_anything_is_fetched(instance, tmp_path, missing):
+    objects = upload(password())
+    instance.unpack(objects[BUNDLE_KEY])
+    instance.path(f"/var/lib/condor-annex/{missing}").unlink()
+    with ImdsServer("i-0feedfacefeedface") as imds:
+        out, _ = bootstrap(instance, imds.url, bound=5)
+    assert out.returncode != 0 and f"annex/bundle.tar.gz brought no {missing}".encode() in out.stderr
+    assert instance.fetched() == []  # nothing asked for: the expiry and credential stay in the bucket
+    assert_left("i-0feedfacefeedface", f"brought no {missing}")
     assert_powered_off(instance)
 
 

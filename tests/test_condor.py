@@ -4,12 +4,14 @@ evaluate as meant against sample job and machine ads."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import secrets
 import subprocess
 import sys
+import tarfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,10 +21,12 @@ import pytest
 
 from annex.pool.config import IDTOKENS, PASSWORD, Pool, collector_address, read_pool
 from annex.pool.credential import Credential, check_annex_token, check_pool, issue_token, read_credential, read_token
-from annex.pool.instance import CONFIG_FILE, PASSWORD_FILE, PROGRAMS, SHUTDOWN_PROGRAM, TOKEN_DIR, bucket_objects, default_owners, instance_config, validate_owners
+from annex.names import BUNDLE_KEY, EXPIRY_KEY
+from annex.pool.instance import (BOOTSTRAP, CONFIG_FILE, PASSWORD_FILE, PROGRAMS, SHUTDOWN_PROGRAM, TOKEN_DIR, bucket_objects, bundle,
+                                 configuration_objects, default_owners, instance_config, validate_owners)
 from annex.pool.slots import count_slots, pool_slots, slots_constraint
 from annex.errors import ConfigError, PoolError
-from instance_env import jwt
+from instance_env import bundle_members, jwt
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"\x00\xffpool-" + secrets.token_hex(16).encode()
@@ -752,15 +756,24 @@ def test_a_token_config_needs_the_tokens_identity():
 # --- the bucket objects ------------------------------------------------------------------------------
 
 
+def readable(objects: dict[str, bytes]) -> dict[str, bytes]:
+    """The objects, the bundle's files each as an entry of its own (the bundle itself is compressed)."""
+    files = {f"{BUNDLE_KEY}:{name}": data for name, (_, data) in bundle_members(objects[BUNDLE_KEY]).items()}
+    return {key: body for key, body in objects.items() if key != BUNDLE_KEY} | files
+
+
 def test_bucket_objects_for_a_pool_password(seed_pool):
     p = read_pool(str(seed_pool))
     objects = bucket_objects("Lab", p, read_credential(p), ["alice"], 900, "2030-01-01T00:00:00Z")
-    assert set(objects) == {"annex/condor_config", "annex/pool_password", "annex/expiry", "annex/annex-shutdown", "annex/annex-lease"}
+    # three PutObjects, in this order: the credential first, the bundle last (its presence says "all there")
+    assert list(objects) == ["annex/pool_password", EXPIRY_KEY, BUNDLE_KEY] and BUNDLE_KEY == "annex/bundle.tar.gz"
     assert objects["annex/pool_password"] == SECRET
     assert objects["annex/expiry"] == b"2030-01-01T00:00:00Z"
+    files = bundle_members(objects[BUNDLE_KEY])
     for name in PROGRAMS:
-        assert objects[f"annex/{name}"] == (ROOT / "annex" / "instance" / name).read_bytes()
-    holding_secret = [key for key, body in objects.items() if SECRET in body or SECRET[2:] in body]
+        assert files[name][1] == (ROOT / "annex" / "instance" / name).read_bytes()
+    assert files["condor_config"][1] == instance_config("Lab", p, PASSWORD, ["alice"], 900).encode()
+    holding_secret = [key for key, body in readable(objects).items() if SECRET in body or SECRET[2:] in body]
     assert holding_secret == ["annex/pool_password"]  # the secret is in its object and nowhere else
 
 
@@ -769,9 +782,50 @@ def test_bucket_objects_for_a_token(tmp_path):
     (tmp_path / "token").write_bytes(raw)
     credential = read_credential(pool(methods=("IDTOKENS",)), str(tmp_path / "token"), expiry=EXPIRY)
     objects = bucket_objects("Lab", pool(methods=("IDTOKENS",)), credential, ["alice"], 900, "2030-01-01T00:00:00Z")
+    assert list(objects) == ["annex/token", EXPIRY_KEY, BUNDLE_KEY]
     assert objects["annex/token"] == raw + b"\n" and "annex/pool_password" not in objects
     signature = raw.split(b".")[2]
-    assert [key for key, body in objects.items() if signature in body] == ["annex/token"]
+    assert [key for key, body in readable(objects).items() if signature in body] == ["annex/token"]
+
+
+def test_configuration_objects_are_the_expiry_then_the_bundle():
+    objects = configuration_objects("Lab", pool(), PASSWORD, None, ["alice"], 900, "2030-01-01T00:00:00Z")
+    assert list(objects) == [EXPIRY_KEY, BUNDLE_KEY]
+
+
+def test_the_bundle_holds_the_bootstrap_the_config_and_the_programs_with_their_modes():
+    objects = configuration_objects("Lab", pool(), PASSWORD, None, ["alice"], 900, "2030-01-01T00:00:00Z")
+    packed = objects[BUNDLE_KEY]
+    with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == sorted([BOOTSTRAP, "condor_config", *PROGRAMS])  # exactly these, sorted
+    for m in members:
+        assert m.isreg() and (m.uid, m.gid, m.uname, m.gname, m.mtime) == (0, 0, "root", "root", 0)
+        assert m.mode == (0o644 if m.name == "condor_config" else 0o755), m.name
+    files = bundle_members(packed)
+    assert files[BOOTSTRAP][1] == (ROOT / "annex" / "instance" / "bootstrap.sh").read_bytes()
+    assert files["condor_config"][1] == instance_config("Lab", pool(), PASSWORD, ["alice"], 900).encode()
+    assert packed[3] == 0 and packed[4:8] == bytes(4)  # gzip: no file name, no time in the header
+
+
+def test_the_bundle_is_the_same_bytes_for_the_same_inputs(monkeypatch):
+    """Built at another time, from the files given in another order: the same bytes."""
+    args = ("Lab", pool(), PASSWORD, None, ["alice"], 900, "2030-01-01T00:00:00Z")
+    first = configuration_objects(*args)[BUNDLE_KEY]
+    monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)  # what gzip and tarfile would stamp otherwise
+    assert configuration_objects(*args)[BUNDLE_KEY] == first
+    members = bundle_members(first)
+    forwards = {name: members[name][1] for name in sorted(members)}
+    backwards = {name: members[name][1] for name in sorted(members, reverse=True)}
+    assert bundle(forwards) == bundle(backwards) == first
+    other = configuration_objects("Lab", pool(), PASSWORD, None, ["bob"], 900, "2030-01-01T00:00:00Z")[BUNDLE_KEY]
+    assert other != first  # ... and other bytes for another configuration
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "sub/dir", "", "-rf", ".hidden"])
+def test_the_bundle_holds_only_plain_file_names(name):
+    with pytest.raises(ValueError):
+        bundle({name: b"x"})
 
 
 @pytest.mark.parametrize("expiry", ["2030-01-01 00:00", "2030-01-01T00:00:00+00:00", ""])

@@ -1,4 +1,5 @@
-"""The cost ceiling, on-demand prices (Price List API, cached a day) and the meter of what was spent."""
+"""The cost ceiling of one AutoScaling group over several instance types (annex/money/ceiling.py), and of an
+existing annex's stack (annex/lifecycle/costs.py). Every number below is worked out by hand in its test."""
 
 from __future__ import annotations
 
@@ -6,417 +7,249 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from botocore.stub import Stubber
 
-from annex.money.prices import cache_path, on_demand_price, parse_price_list
-from annex.money.ceiling import Slot, billed_hours, ceiling as ceiling_, extension_ceiling, slots_ceiling
-from annex.money.meter import spent, stack_prices
-from annex.aws.views import AnnexStack
-from annex.config.request import Reference, make_config
-from annex.errors import AwsError, ConfigError
+from annex.aws.views import AnnexStack, SetupView
 from annex.cli.text import ceiling_lines
-from annex.text import usd
+from annex.config.request import Market
+from annex.config.setup import SetupSettings
+from annex.errors import ConfigError
+from annex.lifecycle.costs import stack_ceiling, tagged_max_price, types_and_prices
+from annex.money.ceiling import Price, billed_hours, fleet_ceiling, highest, needs_prices
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
-SPOT_A = Reference("HTCondorAnnex-1", "ami-0123456789abcdef0", "m5.large", "0.10")
-SPOT_B = Reference("HTCondorAnnex-2", "ami-0123456789abcdef0", "c5.xlarge", "0.25")
-ON_DEMAND = Reference("HTCondorAnnex-3", "ami-0123456789abcdef0", "m5.xlarge")
+SPOT = Market("spot", 0, 0, "0.10")
+ON_DEMAND = Market("on-demand", 0, 100, None)
+AWS = "on-demand, AWS Price List"
 
 
-def price_document(instance_type="m5.xlarge", usd="0.1920000000", region="us-east-1", reserved_usd="0.0500000000"):
-    """One PriceList entry as GetProducts returns it: a JSON text, on-demand and reserved terms."""
-    sku = "JRTCKXETXF8ZQ3WN"
-    return json.dumps(
-        {
-            "product": {
-                "productFamily": "Compute Instance",
-                "attributes": {
-                    "instanceType": instance_type,
-                    "regionCode": region,
-                    "operatingSystem": "Linux",
-                    "tenancy": "Shared",
-                    "preInstalledSw": "NA",
-                    "capacitystatus": "Used",
-                    "location": "US East (N. Virginia)",
-                    "vcpu": "4",
-                },
-                "sku": sku,
-            },
-            "serviceCode": "AmazonEC2",
-            "terms": {
-                "OnDemand": {
-                    f"{sku}.JRTCKXETXF": {
-                        "priceDimensions": {
-                            f"{sku}.JRTCKXETXF.6YS6EN2CT7": {
-                                "unit": "Hrs",
-                                "endRange": "Inf",
-                                "description": f"${usd} per On Demand Linux {instance_type} Instance Hour",
-                                "appliesTo": [],
-                                "rateCode": f"{sku}.JRTCKXETXF.6YS6EN2CT7",
-                                "beginRange": "0",
-                                "pricePerUnit": {"USD": usd},
-                            }
-                        },
-                        "sku": sku,
-                        "effectiveDate": "2030-05-01T00:00:00Z",
-                        "offerTermCode": "JRTCKXETXF",
-                        "termAttributes": {},
-                    }
-                },
-                "Reserved": {
-                    f"{sku}.4NA7Y494T4": {
-                        "priceDimensions": {
-                            f"{sku}.4NA7Y494T4.6YS6EN2CT7": {
-                                "unit": "Hrs",
-                                "pricePerUnit": {"USD": reserved_usd},
-                                "description": "Linux/UNIX (Amazon VPC), reserved",
-                            }
-                        },
-                        "sku": sku,
-                        "offerTermCode": "4NA7Y494T4",
-                        "termAttributes": {"LeaseContractLength": "1yr", "PurchaseOption": "No Upfront"},
-                    }
-                },
-            },
-            "version": "20300501000000",
-            "publicationDate": "2030-05-01T00:00:00Z",
-        }
-    )
+def later(**kw) -> datetime:
+    return NOW + timedelta(**kw)
+
+
+def prices(**usd) -> dict:
+    """{type: Price}; a type given None has no price (the Price List gave none)."""
+    return {kind.replace("_", "."): Price(v, AWS if v is not None else "AWS's Price List API gave no price (denied)")
+            for kind, v in usd.items()}
+
+
+def items(ceiling) -> list[tuple]:
+    return [(i.count, i.what, i.price, i.source, i.hours, i.cost) for i in ceiling.items]
+
+
+def refusal(call) -> ConfigError:
+    with pytest.raises(ConfigError) as refused:
+        call()
+    assert "\n" not in str(refused.value)
+    return refused.value
+
+
+# --- billing ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seconds, hours", [(-5, 0), (0, 0), (1, 60 / 3600), (59, 60 / 3600), (60, 60 / 3600),
+                                            (61, 61 / 3600), (5400, 1.5), (36000, 10)])  # fmt: skip
+def test_per_second_billing_with_a_sixty_second_minimum(seconds, hours):
+    assert billed_hours(seconds) == pytest.approx(hours)
+
+
+# --- the dearest type ----------------------------------------------------------------------------------
+
+
+def test_the_dearest_type_counts():
+    assert highest(prices(m5_large=0.096, r6i_large=0.126, c5_large=0.085), None) == (0.126, "r6i.large", AWS, True)
+
+
+def test_a_type_without_a_price_needs_max_price_naming_it_and_why():
+    error = refusal(lambda: highest(prices(m5_large=0.096, r6i_large=None), None))
+    assert error.field == "max_price" and str(error).startswith("max price is needed: r6i.large may be launched")
+    assert "gave no price (denied)" in error.problem and "--max-price 0.50" in error.problem
+
+
+def test_max_price_stands_in_for_the_types_without_one():
+    assert highest(prices(m5_large=0.096, r6i_large=None), 0.5) == (0.5, "r6i.large", "your --max-price", False)
+    # a max price below a known one: the known price is still the dearest, but a type's price is the user's
+    # guess, so the ceiling is not AWS's alone ("with --max-price where AWS published no price")
+    assert highest(prices(m5_large=0.096, r6i_large=None), 0.05) == (0.096, "m5.large", AWS, False)
+
+
+@pytest.mark.parametrize(
+    "market, instances, needed",
+    [
+        (SPOT, 4, False),  # every instance at its cap: no price is needed
+        (Market("spot", 0, 0, None), 4, True),  # no cap: AWS's is the on-demand price
+        (ON_DEMAND, 4, True),
+        (Market("mixed", 1, 0, "0.10"), 4, True),  # one on-demand
+        (Market("mixed", 0, 0, "0.10"), 4, False),  # "mixed" that is all spot at a cap
+        (Market("mixed", 0, 1, "0.10"), 4, True),  # 1 % of 4 is rounded up to one on-demand instance
+    ],
+)
+def test_prices_are_asked_for_only_when_they_matter(market, instances, needed):
+    assert needs_prices(market, instances) is needed
+
+
+# --- the ceiling ---------------------------------------------------------------------------------------
+
+
+def test_spot_at_a_cap_needs_no_price():
+    result = fleet_ceiling({}, SPOT, 16, later(hours=10), now=NOW)
+    assert result.total == pytest.approx(16.0)  # 16 × $0.10 × 10 h
+    assert items(result) == [(16, "spot, at its cap", 0.10, "spot cap", pytest.approx(10), pytest.approx(16.0))]
+    assert (result.exact, result.instances, result.expiry) == (True, 16, later(hours=10))
+    assert [line.strip() for line in ceiling_lines(result)] == [
+        "16 × spot, at its cap at $0.1000/hour (spot cap) × 10.00 hours = $16.00", "The most this can cost: $16.00"]
+
+
+def test_on_demand_counts_every_instance_at_the_dearest_type():
+    three = prices(m5_large=0.096, m5_xlarge=0.192, c5_large=0.085)
+    result = fleet_ceiling(three, ON_DEMAND, 5, later(hours=24), now=NOW)
+    assert result.total == pytest.approx(23.04)  # 5 × $0.192 × 24 h
+    assert items(result)[0][:4] == (5, "on-demand, the dearest of 3 type(s), m5.xlarge", 0.192, AWS)
+    single = fleet_ceiling(prices(m5_large=0.096), ON_DEMAND, 2, later(hours=1), now=NOW)
+    assert items(single)[0][1] == "on-demand, m5.large" and single.total == pytest.approx(0.192)
+
+
+def test_spot_without_a_cap_is_bounded_by_the_dearest_on_demand_price():
+    result = fleet_ceiling(prices(m5_large=0.1, r6i_large=0.3), Market("spot", 0, 0, None), 4, later(hours=2), now=NOW)
+    assert result.total == pytest.approx(2.4)  # 4 × $0.30 × 2 h
+    assert items(result)[0][:3] == (4, "spot, never above on-demand: the dearest of 2 type(s), r6i.large", 0.3)
+
+
+def test_mixed_counts_the_base_and_the_rounded_up_share_as_on_demand():
+    # 7 instances, base 2, 50 % above it: 2 + ceil(2.5) = 5 on-demand, 2 spot
+    market = Market("mixed", 2, 50, "0.05")
+    result = fleet_ceiling(prices(a_large=0.1, b_large=0.2), market, 7, later(hours=10), now=NOW)
+    assert [(i.count, i.price) for i in result.items] == [(5, 0.2), (2, 0.05)]
+    assert result.total == pytest.approx(5 * 0.2 * 10 + 2 * 0.05 * 10)  # $10 + $1
+
+
+def test_rounding_in_favour_of_on_demand_raises_the_ceiling():
+    # 3 instances at 50 %: AWS makes 2 of them on-demand (1.5 rounded up), not 1
+    result = fleet_ceiling(prices(a_large=0.2), Market("mixed", 0, 50, "0.05"), 3, later(hours=1), now=NOW)
+    assert result.total == pytest.approx(2 * 0.2 + 1 * 0.05)  # $0.45, not $0.30
+
+
+def test_a_spot_instance_never_costs_more_than_on_demand_whatever_its_cap():
+    result = fleet_ceiling(prices(a_large=0.2), Market("mixed", 1, 0, "0.50"), 3, later(hours=1), now=NOW)
+    assert [(i.count, i.price) for i in result.items] == [(1, 0.2), (2, 0.2)]  # the cap of $0.50 is never reached
+    assert result.total == pytest.approx(0.6)
+
+
+def test_fractional_hours_and_the_sixty_second_minimum():
+    assert fleet_ceiling({}, SPOT, 4, later(minutes=90), now=NOW).total == pytest.approx(0.6)  # 4 × $0.10 × 1.5 h
+    short = fleet_ceiling({}, Market("spot", 0, 0, "3.6"), 10, later(seconds=20), now=NOW)
+    assert short.hours == pytest.approx(60 / 3600) and short.total == pytest.approx(0.6)  # 10 × $3.60 × 1 minute
+    assert fleet_ceiling({}, SPOT, 4, NOW - timedelta(minutes=1), now=NOW).total == 0  # already past
+
+
+def test_a_ceiling_over_the_budget_is_refused_and_one_at_it_is_not():
+    error = refusal(lambda: fleet_ceiling({}, SPOT, 10, later(hours=10), budget=9.99, now=NOW))
+    assert error.field == "budget" and error.problem == "$9.99 is less than the most this annex can cost ($10.00)"
+    assert fleet_ceiling({}, SPOT, 10, later(hours=10), budget=10, now=NOW).total == pytest.approx(10)
+
+
+def test_no_price_and_no_max_price_is_refused_rather_than_guessed():
+    error = refusal(lambda: fleet_ceiling(prices(m5_large=None), ON_DEMAND, 2, later(hours=5), now=NOW))
+    assert error.field == "max_price" and "m5.large" in error.problem
+    with_max = fleet_ceiling(prices(m5_large=None), ON_DEMAND, 2, later(hours=5), max_price=0.5, now=NOW)
+    assert with_max.total == pytest.approx(5.0) and not with_max.exact  # 2 × $0.50 × 5 h
+    assert items(with_max)[0][3] == "your --max-price"
+    assert ceiling_lines(with_max)[-1].endswith("(with --max-price where AWS published no price)")
+
+
+def test_spot_at_a_cap_needs_no_max_price_even_when_prices_are_unknown():
+    assert fleet_ceiling(prices(m5_large=None), SPOT, 2, later(hours=1), now=NOW).total == pytest.approx(0.2)
+
+
+# --- an existing annex's ceiling (annex/lifecycle/costs.py) -----------------------------------------------
+
+
+def price_document(instance_type: str, usd: str) -> str:
+    sku = "SKU" + instance_type.replace(".", "").upper()
+    dimension = {"unit": "Hrs", "pricePerUnit": {"USD": usd}}
+    terms = {"OnDemand": {f"{sku}.T": {"priceDimensions": {"D": dimension}}}}
+    return json.dumps({"product": {"sku": sku}, "terms": terms})
 
 
 class FakeAws:
-    """Stands in for annex.aws.Aws where only prices matter; counts Price List calls."""
+    """Only what costs.py asks: the Price List (per type and region) and the set-up stack."""
 
-    def __init__(self, prices=None, error=None, region="us-east-1"):
-        self.region = region
-        self.prices = prices or {}
-        self.error = error
-        self.calls = []
-        self.pricing = self  # annex.aws.session.Aws hands out its Price List calls as .pricing
+    def __init__(self, usd=None, setup=None):
+        self.usd, self.setup_view, self.asked = dict(usd or {}), setup, []
+        self.pricing, self.stacks = self, self
 
     def price_list(self, instance_type, region=None):
-        self.calls.append((instance_type, region))
-        if self.error:
-            raise self.error
-        usd = self.prices.get(instance_type)
-        return [price_document(instance_type, usd)] if usd else []
+        self.asked.append((instance_type, region))
+        return [price_document(instance_type, self.usd[instance_type])] if instance_type in self.usd else []
+
+    def setup(self):
+        return self.setup_view
 
 
 @pytest.fixture(autouse=True)
 def cache_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return tmp_path / "cache" / "condor_annex" / "prices.json"
 
 
-def annex_stack(parameters: dict, region="us-east-1") -> AnnexStack:
-    """An annex's stack as annex.aws parses it, from its parameters."""
-    return AnnexStack.parse({"StackName": "htcondor-annex-x-1234abcd", "StackStatus": "CREATE_COMPLETE",
-                             "StackId": f"arn:aws:cloudformation:{region}:123456789012:stack/htcondor-annex-x-1234abcd/uuid",
-                             "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]})
-
-
-def lines(ceiling) -> list[str]:
-    return [line.strip() for line in ceiling_lines(ceiling)]
-
-
-def config(references, instances, hours):
-    return make_config("TheNeeds-MooreLab", NOW + timedelta(hours=hours), instances, references, now=NOW)
-
-
-# --- the ceiling -------------------------------------------------------------------------------------
-
-
-def test_spot_caps_bound_the_price_exactly_and_need_no_price_lookup():
-    aws = FakeAws()
-    result = ceiling_(aws, config([SPOT_A, SPOT_B], 16, 10), now=NOW)
-    # 8 × 0.10 × 10 + 8 × 0.25 × 10
-    assert result.total == pytest.approx(28.0)
-    assert result.exact and result.instances == 16 and result.hours == pytest.approx(10)
-    assert aws.calls == []
-    assert [(i.count, i.instance_type, i.price, i.source) for i in result.items] == [
-        (8, "m5.large", 0.10, "spot price cap"), (8, "c5.xlarge", 0.25, "spot price cap")]
-    assert lines(result) == [
-        "8 × m5.large at $0.1000/hour (spot price cap) × 10.00 hours = $8.00",
-        "8 × c5.xlarge at $0.2500/hour (spot price cap) × 10.00 hours = $20.00",
-        "The most this can cost: $28.00",
-    ]
-
-
-def test_mixed_references_take_on_demand_prices_from_the_price_list():
-    aws = FakeAws({"m5.xlarge": "0.1920000000"})
-    result = ceiling_(aws, config([SPOT_A, ON_DEMAND], 5, 24), now=NOW)
-    # 3 spot at 0.10 for 24 h, 2 on-demand at 0.192 for 24 h
-    assert result.total == pytest.approx(3 * 0.10 * 24 + 2 * 0.192 * 24)
-    assert result.exact
-    assert aws.calls == [("m5.xlarge", "us-east-1")]
-    assert result.items[0].source == "spot price cap"
-    assert "2 × m5.xlarge at $0.1920/hour (on-demand, AWS Price List)" in lines(result)[1]
-
-
-def test_fractional_hours_count_as_such():
-    result = ceiling_(FakeAws(), config([SPOT_A], 4, 1.5), now=NOW)
-    assert result.total == pytest.approx(4 * 0.10 * 1.5)
-    result = ceiling_(FakeAws(), config([SPOT_A], 1, 0.25), now=NOW)
-    assert result.hours == pytest.approx(0.25) and result.total == pytest.approx(0.025)
-    assert result.items[0].hours == pytest.approx(0.25)
-    assert usd(result.total) == "$0.03"  # a bound is rounded up, never down
-
-
-def test_the_sixty_second_minimum():
-    slot = Slot("HTCondorAnnex-1", "m5.large", 10, 3.6)
-    result = slots_ceiling(FakeAws(), [slot], NOW + timedelta(seconds=20), "us-east-1", now=NOW)
-    assert result.hours == pytest.approx(60 / 3600)
-    assert result.total == pytest.approx(10 * 3.6 * 60 / 3600)
-    assert billed_hours(0) == 0 and billed_hours(90) == pytest.approx(90 / 3600)
-
-
-def test_budget_refuses_a_ceiling_above_it():
-    with pytest.raises(ConfigError) as refused:
-        ceiling_(FakeAws(), config([SPOT_A], 10, 10), budget=9.99, now=NOW)
-    assert refused.value.field == "budget"
-    assert "$9.99" in str(refused.value) and "$10.00" in str(refused.value)
-    assert ceiling_(FakeAws(), config([SPOT_A], 10, 10), budget=10, now=NOW).total == pytest.approx(10)
-
-
-@pytest.mark.parametrize("name, value", [("budget", 0), ("budget", -5), ("max-price", "abc"), ("max-price", float("inf"))])
-def test_money_must_be_positive(name, value):
-    kwargs = {name.replace("-", "_"): value}
-    with pytest.raises(ConfigError) as refused:
-        ceiling_(FakeAws(), config([SPOT_A], 1, 1), now=NOW, **kwargs)
-    assert refused.value.field == name.replace("-", "_")
-
-
-def test_extension_ceiling_reads_the_stack_parameters():
-    stack = annex_stack({"Expiry": "2030-06-01T13:00:00Z", "InstanceType1": "m5.large", "SpotPrice1": "0.05", "Count1": "6",
-                         "InstanceType2": "m5.xlarge", "SpotPrice2": "", "Count2": "5"}, region="eu-west-1")
-    aws = FakeAws({"m5.xlarge": "0.2140000000"})
-    result = extension_ceiling(aws, stack, NOW + timedelta(hours=30), now=NOW)
-    assert result.total == pytest.approx(6 * 0.05 * 30 + 5 * 0.214 * 30)
-    assert result.instances == 11 and result.expiry == NOW + timedelta(hours=30)
-    assert aws.calls == [("m5.xlarge", "eu-west-1")]  # the annex's region, not the client's
-
-
-def test_an_interrupted_create_is_priced_for_the_instances_asked_for():
-    """Its stack asks for none yet (Count=0); extending it must still count what the user asked for."""
-    stack = AnnexStack(**{**annex_stack({"InstanceType1": "m5.large", "SpotPrice1": "0.05", "Count1": "0",
-                                          "InstanceType2": "c5.large", "SpotPrice2": "0.04", "Count2": "0"}).__dict__,
-                          "tags": {"htcondor:AnnexInstances": "3"}})
-    result = extension_ceiling(FakeAws(), stack, NOW + timedelta(hours=10), now=NOW)
-    assert result.instances == 3 and result.total == pytest.approx(2 * 0.05 * 10 + 1 * 0.04 * 10)
-
-
-# --- when no price can be had ------------------------------------------------------------------------
-
-
-def test_no_price_from_the_api_asks_for_max_price_instead_of_guessing():
-    aws = FakeAws(error=AwsError("asking AWS's Price List API: AWS said AccessDeniedException: not allowed"))
-    with pytest.raises(ConfigError) as refused:
-        ceiling_(aws, config([ON_DEMAND], 2, 5), now=NOW)
-    message = str(refused.value)
-    assert refused.value.field == "max_price" and message.startswith("max price ")
-    assert "m5.xlarge" in message and "AccessDeniedException" in message and "\n" not in message
-
-
-def test_no_product_asks_for_max_price():
-    with pytest.raises(ConfigError) as refused:
-        ceiling_(FakeAws({}), config([ON_DEMAND], 2, 5), now=NOW)
-    assert refused.value.field == "max_price"
-    assert "no on-demand Linux price" in str(refused.value)
-
-
-def test_max_price_stands_in_only_where_there_is_no_price():
-    result = ceiling_(FakeAws({}), config([SPOT_A, ON_DEMAND], 4, 10), max_price=0.5, now=NOW)
-    assert result.total == pytest.approx(2 * 0.10 * 10 + 2 * 0.5 * 10)
-    assert not result.exact and "--max-price" in lines(result)[-1]
-    assert result.items[1].source == "your --max-price" and "your --max-price" in lines(result)[1]
-    known = ceiling_(FakeAws({"m5.xlarge": "0.192"}), config([ON_DEMAND], 1, 10), max_price=0.01, now=NOW)
-    assert known.total == pytest.approx(1.92) and known.exact
-
-
-# --- the Price List API through the real client ------------------------------------------------------
-
-
-def filters(instance_type, region):
-    wanted = {"instanceType": instance_type, "regionCode": region, "operatingSystem": "Linux", "tenancy": "Shared",
-              "preInstalledSw": "NA", "capacitystatus": "Used"}
-    return [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in wanted.items()]
-
-
-@pytest.fixture
-def real_aws(monkeypatch, tmp_path):
-    """annex.aws.Aws with fake credentials, no metadata service and no config files; its pricing client is
-    stubbed the moment it is made (`stubbed(...)`), so nothing leaves this process."""
-    from annex.aws.session import Aws
-
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
-                        "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
-                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    return Aws("eu-west-1")
-
-
-def stubbed(monkeypatch, aws, prepare) -> dict:
-    """Stub the pricing client `aws` makes; `prepare(stubber)` queues its answers. Returns what was made."""
-    made = {}
-    original = aws.session.client
-
-    def client(service, *args, **kwargs):
-        found = original(service, *args, **kwargs)
-        if service == "pricing":
-            stub = Stubber(found)
-            prepare(stub)
-            stub.activate()
-            made.update(client=found, stub=stub)
-        return found
-
-    monkeypatch.setattr(aws.session, "client", client)
-    return made
-
-
-def test_price_list_get_products_pages_through_the_us_east_1_endpoint(real_aws, cache_home, monkeypatch):
-    base = {"ServiceCode": "AmazonEC2", "Filters": filters("m5.xlarge", "eu-west-1"), "FormatVersion": "aws_v1"}
-
-    def prepare(stub):
-        stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [price_document(usd="0.2140000000", region="eu-west-1")], "NextToken": "page-2"}, base)
-        stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [price_document(usd="0.2200000000", region="eu-west-1")]}, {**base, "NextToken": "page-2"})
-
-    made = stubbed(monkeypatch, real_aws, prepare)
-    price, source = on_demand_price(real_aws, "m5.xlarge", "eu-west-1", NOW)
-    made["stub"].assert_no_pending_responses()
-    assert made["client"].meta.region_name == "us-east-1"
-    assert price == pytest.approx(0.22)  # the highest on-demand price; the reserved one is ignored
-    assert source == "on-demand, AWS Price List"
-    assert json.loads(cache_home.read_text())["prices"]["eu-west-1/m5.xlarge"]["usd"] == pytest.approx(0.22)
-
-
-def test_price_list_error_is_no_price(real_aws, monkeypatch):
-    stubbed(monkeypatch, real_aws, lambda stub: stub.add_client_error(
-        "get_products", "AccessDeniedException", "User is not authorized to perform pricing:GetProducts"))
-    price, why = on_demand_price(real_aws, "m5.xlarge", "eu-west-1", NOW)
-    assert price is None and "AccessDeniedException" in why
-
-
-def test_parse_price_list_ignores_reserved_zero_and_broken_entries():
-    documents = [price_document(usd="0.0000000000", reserved_usd="9.0"), "not json", json.dumps({"terms": {}}), price_document(usd="0.0960000000")]
-    assert parse_price_list(documents) == pytest.approx(0.096)
-    assert parse_price_list([price_document(usd="0.0000000000")]) is None
-    assert parse_price_list([]) is None
-
-
-# --- the cache ---------------------------------------------------------------------------------------
-
-
-def test_a_cached_price_serves_for_a_day(cache_home):
-    aws = FakeAws({"m5.xlarge": "0.192"})
-    assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
-    price, source = on_demand_price(aws, "m5.xlarge", "us-east-1", NOW + timedelta(hours=23, minutes=59))
-    assert price == pytest.approx(0.192) and "cached" in source
-    assert len(aws.calls) == 1
-    other_region = on_demand_price(aws, "m5.xlarge", "us-west-2", NOW)
-    assert other_region[0] == pytest.approx(0.192) and len(aws.calls) == 2  # cached per region
-    assert cache_home.exists()
-
-
-def test_a_cached_price_expires_after_a_day():
-    aws = FakeAws({"m5.xlarge": "0.192"})
-    on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)
-    aws.prices["m5.xlarge"] = "0.200"
-    price, source = on_demand_price(aws, "m5.xlarge", "us-east-1", NOW + timedelta(days=1, seconds=1))
-    assert price == pytest.approx(0.2) and "cached" not in source and len(aws.calls) == 2
-
-
-def test_no_price_is_not_cached():
-    aws = FakeAws(error=AwsError("throttled"))
-    assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] is None
-    aws.error, aws.prices = None, {"m5.xlarge": "0.192"}
-    assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
-    assert len(aws.calls) == 2
-
-
-def test_cache_lives_under_home_without_xdg_and_survives_corruption(tmp_path, monkeypatch):
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    path = tmp_path / "home" / ".cache" / "condor_annex" / "prices.json"
-    assert cache_path() == path
-    path.parent.mkdir(parents=True)
-    path.write_text("{not json")
-    aws = FakeAws({"m5.xlarge": "0.192"})
-    assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
-    assert json.loads(path.read_text())["prices"]["us-east-1/m5.xlarge"]["usd"] == pytest.approx(0.192)
-
-
-def test_an_unwritable_cache_is_only_a_cache(tmp_path, monkeypatch):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # a file where the directory should be
-    aws = FakeAws({"m5.xlarge": "0.192"})
-    assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == pytest.approx(0.192)
-
-
-# --- what was spent ----------------------------------------------------------------------------------
-
-
-def instance(instance_type, launched, state="running", reason="", lifecycle=None):
-    found = {"InstanceId": "i-0123", "InstanceType": instance_type, "LaunchTime": launched, "State": {"Name": state},
-             "StateTransitionReason": reason}
-    if lifecycle:
-        found["InstanceLifecycle"] = lifecycle
-    return found
-
-
-def test_spent_runs_the_meter_from_launch_times():
-    groups = {
-        "g-1": [instance("m5.large", NOW - timedelta(hours=2)), instance("m5.large", NOW - timedelta(minutes=30))],
-        "g-2": [
-            instance("m5.xlarge", NOW - timedelta(hours=3), "terminated", "User initiated (2030-06-01 10:00:00 GMT)"),
-            instance("m5.xlarge", NOW - timedelta(seconds=10), "pending"),
-        ],
-    }
-    hours, usd = spent(groups, {"m5.large": 0.10, "m5.xlarge": 0.20}, NOW)
-    assert hours == pytest.approx(2 + 0.5 + 1 + 60 / 3600)
-    assert usd == pytest.approx(0.10 * 2.5 + 0.20 * (1 + 60 / 3600))
-    flat = [i for g in groups.values() for i in g]
-    assert spent(flat, {"m5.large": 0.10, "m5.xlarge": 0.20}, NOW) == (hours, usd)
-
-
-def test_spent_without_a_price_gives_hours_only():
-    hours, usd = spent([instance("m5.large", NOW - timedelta(hours=1))], {"m5.large": None}, NOW)
-    assert hours == pytest.approx(1) and usd is None
-    assert spent([], {}, NOW) == (0.0, 0.0)
-
-
-def test_stack_prices_for_the_meter():
-    stack = annex_stack({"InstanceType1": "m5.large", "SpotPrice1": "0.05", "Count1": "1", "InstanceType2": "m5.xlarge", "SpotPrice2": "",
-                         "Count2": "1", "InstanceType3": "c5.large", "SpotPrice3": "", "Count3": "1"})
-    prices = stack_prices(FakeAws({"m5.xlarge": "0.192"}), stack, NOW)
-    assert prices == {"m5.large": 0.05, "m5.xlarge": pytest.approx(0.192), "c5.large": None}
-
-
-def test_group_instances_reads_launch_times_from_ec2(aws_env):
-    """Against the moto server: instances tagged by their AutoScaling group, with LaunchTime, in few calls."""
-    import boto3
-
-    from annex.aws.session import Aws
-
-    ec2 = boto3.client("ec2", region_name="us-east-1")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    autoscaling = boto3.client("autoscaling", region_name="us-east-1")
-    autoscaling.create_launch_configuration(LaunchConfigurationName="lc", ImageId=image, InstanceType="m5.large")
-    zone = ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
-    for name, size in (("annex-g-1", 3), ("annex-g-2", 2), ("someone-else", 4)):
-        autoscaling.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName="lc", MinSize=0,
-                                              MaxSize=size, DesiredCapacity=size, AvailabilityZones=[zone])
-    aws = Aws("us-east-1")
-    found = aws.ec2.group_instances(["annex-g-1", "annex-g-2"])
-    assert len(found) == 5 and all(i["LaunchTime"] for i in found)
-    from annex.fleet import reader as fleet
-    from annex.aws.views import AnnexStack
-
-    one = AnnexStack("s1", "arn:aws:cloudformation:us-east-1:1:stack/s1/x", "CREATE_COMPLETE", outputs={"GroupNames": "annex-g-1"})
-    two = AnnexStack("s2", "arn:aws:cloudformation:us-east-1:1:stack/s2/x", "CREATE_COMPLETE", outputs={"GroupNames": "annex-g-2"})
-    fleets = fleet.read(aws, [one, two])  # each stack's own groups' instances, never someone else's
-    assert (len(fleets["s1"].instances), fleets["s1"].desired, len(fleets["s2"].instances), fleets["s2"].desired) == (3, 3, 2, 2)
-    hours, usd = spent(found, {"m5.large": 0.096}, datetime.now(timezone.utc) + timedelta(hours=1))
-    assert hours == pytest.approx(5, abs=0.05) and usd == pytest.approx(5 * 0.096, abs=0.01)
+def annex_stack(parameters: dict, region="eu-west-1", tags=None, role_arn=None) -> AnnexStack:
+    return AnnexStack.parse({
+        "StackName": "htcondor-annex-x-1234abcd", "StackStatus": "CREATE_COMPLETE", "RoleARN": role_arn,
+        "StackId": f"arn:aws:cloudformation:{region}:123456789012:stack/htcondor-annex-x-1234abcd/uuid",
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()]})  # fmt: skip
+
+
+HAND_MADE = {"ImageId1": "ami-0123456789abcdef0", "InstanceType1": "m5.large", "ImageId2": "ami-0123456789abcdef0",
+             "InstanceType2": "m5.xlarge", "Instances": "4", "OnDemandBase": "1", "OnDemandPercent": "50",
+             "SpotMaxPrice": "0.05"}  # fmt: skip
+
+
+def test_a_hand_made_annex_is_priced_by_its_references_in_its_own_region():
+    aws = FakeAws({"m5.large": "0.107", "m5.xlarge": "0.214"})
+    found = types_and_prices(aws, annex_stack(HAND_MADE), NOW)
+    assert {k: p.usd for k, p in found.items()} == {"m5.large": 0.107, "m5.xlarge": 0.214}
+    assert aws.asked == [("m5.large", "eu-west-1"), ("m5.xlarge", "eu-west-1")]  # the annex's region, not the client's
+
+
+def test_a_published_annex_is_priced_by_the_set_ups_types_and_recorded_prices():
+    settings = SetupSettings(instance_types=("m7i.large", "r7i.large"), ami="ami-0123456789abcdef0",
+                             prices={"m7i.large": 0.1008})
+    setup = SetupView("CREATE_COMPLETE", {"Settings": json.dumps(settings.describe())})
+    aws = FakeAws({"m7i.large": "9.99", "r7i.large": "0.1323"}, setup)
+    stack = annex_stack({"Instances": "2", "OnDemandPercent": "100"}, role_arn="arn:aws:iam::123456789012:role/s")
+    found = types_and_prices(aws, stack, NOW)
+    assert found["m7i.large"] == Price(0.1008, "on-demand, recorded by the set-up")  # not the Price List's 9.99
+    assert found["r7i.large"].usd == pytest.approx(0.1323) and aws.asked == [("r7i.large", "eu-west-1")]
+    ceiling = stack_ceiling(aws, stack, later(hours=10), now=NOW)
+    assert ceiling.total == pytest.approx(2 * 0.1323 * 10)  # on-demand at the dearest: r7i.large
+
+
+def test_stack_ceiling_reads_the_market_and_size_from_the_stack():
+    aws = FakeAws({"m5.large": "0.107", "m5.xlarge": "0.214"})
+    stack = annex_stack(HAND_MADE)
+    assert stack.market == Market("mixed", 1, 50, "0.05")
+    # 4 instances, base 1, 50 % above: 1 + ceil(1.5) = 3 on-demand at $0.214, 1 spot at $0.05; 30 hours
+    result = stack_ceiling(aws, stack, later(hours=30), now=NOW)
+    assert [(i.count, i.price) for i in result.items] == [(3, 0.214), (1, 0.05)]
+    assert result.total == pytest.approx(3 * 0.214 * 30 + 0.05 * 30) and result.instances == 4
+    error = refusal(lambda: stack_ceiling(aws, stack, later(hours=30), budget=20, now=NOW))
+    assert error.field == "budget" and "($20.76)" in error.problem
+
+
+def test_the_max_price_an_annex_was_made_with_stands_in_again():
+    tags = {"HTCondor:AnnexMaxPriceUSD": "0.5"}  # tags are read whatever the case of their keys
+    stack = annex_stack({**HAND_MADE, "OnDemandPercent": "100", "OnDemandBase": "0"}, tags=tags)
+    assert tagged_max_price(stack) == 0.5
+    result = stack_ceiling(FakeAws({"m5.large": "0.107"}), stack, later(hours=2), now=NOW)
+    assert result.total == pytest.approx(4 * 0.5 * 2) and not result.exact  # m5.xlarge has no price: $0.50
+    given = stack_ceiling(FakeAws({"m5.large": "0.107"}), stack, later(hours=2), max_price=0.3, now=NOW)
+    assert given.total == pytest.approx(4 * 0.3 * 2)  # the one given now wins
+    assert tagged_max_price(annex_stack(HAND_MADE)) is None
+    assert tagged_max_price(annex_stack(HAND_MADE, tags={"htcondor:AnnexMaxPriceUSD": "lots"})) is None
+
+
+@pytest.mark.parametrize("base, share, kind", [("0", "0", "spot"), ("0", "100", "on-demand"), ("2", "0", "mixed"),
+                                               ("0", "30", "mixed"), ("", "", "spot")])  # fmt: skip
+def test_the_stacks_market_is_read_back_from_its_parameters(base, share, kind):
+    market = annex_stack({"OnDemandBase": base, "OnDemandPercent": share, "SpotMaxPrice": ""}).market
+    assert (market.kind, market.on_demand_base, market.on_demand_percent, market.spot_max_price) == (
+        kind, int(base or 0), int(share or 0), None)

@@ -29,8 +29,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from annex.config.when import expiry_cron
-from annex.interface import stack_name
-from tests.support.sandbox import prepare_account, write_pool
+from annex.interface import from_tag_value, stack_name
+from annex.standin.account import prepare_account
+from annex.standin.pool import write_pool
 
 CLI = str(Path(sys.executable).with_name("condor_annex"))
 SEED_ID = "TheNeeds-MooreLab"
@@ -201,13 +202,26 @@ def parameters(stack):
 
 
 def groups_of(project_id, region="us-east-1"):
-    prefix = stack_name(project_id) + "-"
+    """The annex's AutoScaling group (one, named as its stack)."""
     found = client("autoscaling", region).describe_auto_scaling_groups()["AutoScalingGroups"]
-    return [g for g in found if g["AutoScalingGroupName"].startswith(prefix)]
+    return [g for g in found if g["AutoScalingGroupName"] == stack_name(project_id)]
+
+
+def template_of(stack) -> dict:
+    body = client("cloudformation").get_template(StackName=stack["StackId"])["TemplateBody"]
+    return json.loads(body) if isinstance(body, str) else body
+
+
+def launch_template_ids(group) -> set[str]:
+    policy = group["MixedInstancesPolicy"]["LaunchTemplate"]
+    found = {policy["LaunchTemplateSpecification"]["LaunchTemplateId"]}
+    return found | {o["LaunchTemplateSpecification"]["LaunchTemplateId"] for o in policy.get("Overrides", []) if "LaunchTemplateSpecification" in o}
 
 
 def running(project_id, region="us-east-1"):
-    filters = [{"Name": "tag:htcondor:AnnexName", "Values": [project_id]}, {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    # the launch templates tag each instance with its annex's stack
+    filters = [{"Name": "tag:htcondor:AnnexStack", "Values": [stack_name(project_id)]},
+               {"Name": "instance-state-name", "Values": ["pending", "running"]}]
     return [i for r in client("ec2", region).describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
 
 
@@ -228,7 +242,9 @@ def account_holds(region="us-east-1") -> dict:
         "groups": [g["AutoScalingGroupName"] for g in client("autoscaling", region).describe_auto_scaling_groups()["AutoScalingGroups"]],
         "instances": instances,
         "buckets": buckets,
-        "roles": [r["Arn"] for r in client("iam", region).list_roles(PathPrefix="/htcondor-annex/")["Roles"]] if region == "us-east-1" else [],
+        # the project roles under /htcondor-annex/projects/ are made once and kept (README): not an annex's
+        "roles": [r["Arn"] for r in client("iam", region).list_roles(PathPrefix="/htcondor-annex/")["Roles"]
+                  if not r["Path"].startswith("/htcondor-annex/projects/")] if region == "us-east-1" else [],
         "functions": [f["FunctionName"] for f in client("lambda", region).list_functions()["Functions"]],
         "rules": [r["Name"] for r in client("events", region).list_rules()["Rules"]],
         "launch_templates": [t["LaunchTemplateName"] for t in client("ec2", region).describe_launch_templates()["LaunchTemplates"]
@@ -253,21 +269,23 @@ def test_seed_command_line_create_status_extend_delete(account):
     done = ok(account, "--project-id", SEED_ID, "--expiry", expiry, "--instances", "16", "--yes")
     assert "The most this can cost" in done.stderr and "16 of 16 instances launched" in done.stderr
     stack = describe(SEED_ID)
-    # two stack operations: created with no instances, then updated to ask for them
-    assert stack["StackStatus"] == "UPDATE_COMPLETE"
-    assert [parameters(stack)[f"Count{i}"] for i in (1, 2, 3)] == ["6", "5", "5"]
-    groups = sorted(groups_of(SEED_ID), key=lambda g: g["AutoScalingGroupName"])
-    assert [g["DesiredCapacity"] for g in groups] == [6, 5, 5]
-    assert [len(g["Instances"]) for g in groups] == [6, 5, 5]
+    # one stack operation, asking for every instance from the start, from one group over the references
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert parameters(stack)["Instances"] == "16" and parameters(stack)["Sizing"] == "fixed"
+    groups = groups_of(SEED_ID)
+    assert [(g["DesiredCapacity"], len(g["Instances"])) for g in groups] == [(16, 16)]
+    overrides = groups[0]["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
+    assert [o["InstanceType"] for o in overrides] == ["m5.large", "c5.large", "m5.xlarge"]
+    assert template_of(stack)["Resources"]["Group"]["Properties"]["CapacityRebalance"] is True  # moto keeps no such flag
     assert len(running(SEED_ID)) == 16
     when = utc_of(expiry)
     rule = client("events").describe_rule(Name=stack["StackName"] + "-lease")
     assert rule["ScheduleExpression"] == expiry_cron(when)
     tags = {t["Key"]: t["Value"] for t in stack["Tags"]}
-    assert tags["htcondor:AnnexName"] == SEED_ID and tags["htcondor:AnnexInstances"] == "16"
+    assert tags["htcondor:AnnexName"] == SEED_ID and "htcondor:AnnexInstances" not in tags
     bucket = outputs(stack)["BucketName"]
     held = objects(bucket)
-    assert {"annex/condor_config", "annex/pool_password", "annex/expiry"} <= set(held)
+    assert {"annex/bundle.tar.gz", "annex/pool_password", "annex/expiry"} <= set(held)
     assert held["annex/expiry"].decode() == when.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert account["PASSWORD"].strip().encode() in held["annex/pool_password"]
     # the secret is in that one object only: not in the template, parameters, outputs, user data or output
@@ -275,7 +293,8 @@ def test_seed_command_line_create_status_extend_delete(account):
     user_data = [
         base64.b64decode(v["LaunchTemplateData"].get("UserData", "")).decode()
         for g in groups
-        for v in ec2.describe_launch_template_versions(LaunchTemplateId=g["LaunchTemplate"]["LaunchTemplateId"])["LaunchTemplateVersions"]
+        for template in sorted(launch_template_ids(g))
+        for v in ec2.describe_launch_template_versions(LaunchTemplateId=template)["LaunchTemplateVersions"]
     ]
     template = json.dumps(client("cloudformation").get_template(StackName=stack["StackId"])["TemplateBody"])
     no_secret(account, template, json.dumps(stack, default=str), *user_data, done.stdout, done.stderr)
@@ -289,7 +308,7 @@ def test_seed_command_line_create_status_extend_delete(account):
     after = describe(SEED_ID)
     new = utc_of(later).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert parameters(after)["Expiry"] == new and {t["Key"]: t["Value"] for t in after["Tags"]}["htcondor:AnnexExpiry"] == new
-    assert parameters(after)["Count1"] == "6", "extending keeps the counts"
+    assert parameters(after)["Instances"] == "16", "extending keeps the instances"
     assert client("events").describe_rule(Name=stack["StackName"] + "-lease")["ScheduleExpression"] == expiry_cron(utc_of(later))
     assert objects(bucket)["annex/expiry"].decode() == new
     assert sorted(i["InstanceId"] for i in running(SEED_ID)) == ids, "extending must not replace instances"
@@ -317,7 +336,7 @@ def test_any_project_id_a_person_types_round_trips_through_status(account, proje
     assert len(LONG_ID) > 80
     ok(account, "--project-id", project_id, "--expiry", future(), "--instances", "3", "--yes")
     stack = describe(project_id)
-    assert {t["Key"]: t["Value"] for t in stack["Tags"]}["htcondor:AnnexName"] == project_id
+    assert from_tag_value({t["Key"]: t["Value"] for t in stack["Tags"]}["htcondor:AnnexName"]) == project_id  # written tag-safe
     assert parameters(stack)["ProjectId"] == project_id
     assert len(running(project_id)) == 3
     listed = json.loads(ok(account, "status", "--output", "json").stdout)
@@ -344,7 +363,7 @@ def test_region_option_before_or_after_the_command_acts_there_only(aws_env, tmp_
     for hint in ("Watch it:", "End it early:"):
         (line,) = [ln for ln in done.stderr.splitlines() if hint in ln]
         assert line.endswith(f"--region {EU}"), line
-    assert describe(SEED_ID, EU)["StackStatus"] == "UPDATE_COMPLETE" and len(running(SEED_ID, EU)) == 2
+    assert describe(SEED_ID, EU)["StackStatus"] == "CREATE_COMPLETE" and len(running(SEED_ID, EU)) == 2
     status = json.loads(ok(env, *(region + ["status", "--output", "json"] if where == "before" else ["status", "--output", "json"] + region)).stdout)
     assert [(a["project_id"], a["region"]) for a in status] == [(SEED_ID, EU)]
     extend = ["extend", "--project-id", SEED_ID, "--duration", "2d", "--yes"]
@@ -353,7 +372,9 @@ def test_region_option_before_or_after_the_command_acts_there_only(aws_env, tmp_
     ok(env, *(region + delete if where == "before" else delete + region))
     assert account_holds(EU) == NOTHING and account_holds("us-east-1") == NOTHING
     regions = {(r, s) for r, s, _, _ in relay.log}
-    assert regions and {r for r, _ in regions} == {EU}, sorted(regions)
+    # AWS's Price List is served from us-east-1 only (it answers for every region: the prices asked are
+    # eu-west-1's); every other call went to eu-west-1
+    assert regions and {r for r, s in regions if s != "pricing"} == {EU}, sorted(x for x in regions if x[0] != EU)
 
 
 def test_aws_region_alone_selects_the_region(aws_env, tmp_path, relay):
@@ -391,14 +412,14 @@ def wait_for(condition, what, timeout=60.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def interrupt(env, relay, args, after_action, what):
-    """Start the CLI, and once it has sent `after_action` and then polled DescribeStacks (it is waiting),
+def interrupt(env, relay, args, after_action, what, polled="DescribeStacks"):
+    """Start the CLI, and once it has sent `after_action` and then polled with `polled` (it is waiting),
     send SIGINT as Ctrl-C does. Returns the finished process's (returncode, stdout, stderr)."""
     proc = subprocess.Popen([CLI, *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def waiting():
             acts = relay.actions("cloudformation")
-            return after_action in acts and "DescribeStacks" in acts[acts.index(after_action):]
+            return after_action in acts and polled in acts[acts.index(after_action):]
 
         wait_for(lambda: waiting() or proc.poll() is not None, what)
         assert proc.poll() is None, proc.communicate()
@@ -414,19 +435,20 @@ def interrupt(env, relay, args, after_action, what):
 def test_interrupted_create_says_what_exists_status_shows_it_and_the_same_command_finishes_it(account, relay):
     env = {**clean(account), "AWS_ENDPOINT_URL": relay.url}
     args = ["--project-id", SEED_ID, "--expiry", future(), "--instances", "16", "--yes"]
+    # the stack and its bucket "still being made": the CLI waits for the bucket, to upload the configuration
     relay.rewrites.append(("DescribeStacks", "<StackStatus>CREATE_COMPLETE<", "<StackStatus>CREATE_IN_PROGRESS<"))
-    code, out, err = interrupt(env, relay, args, "CreateStack", "the create to wait for its stack")
+    relay.rewrites.append(("DescribeStackResource", "<ResourceStatus>CREATE_COMPLETE<", "<ResourceStatus>CREATE_IN_PROGRESS<"))
+    code, out, err = interrupt(env, relay, args, "CreateStack", "the create to wait for its bucket", polled="DescribeStackResource")
     relay.rewrites.clear()
     lines = [ln for ln in err.splitlines() if ln.startswith("condor_annex:")]
     assert code == 130, err
     assert len(lines) == 1 and "Traceback" not in err, err
     name = stack_name(SEED_ID)
-    assert f"stack {name} goes on being created in us-east-1, with no instances yet" in lines[0]
-    assert "run the same command again to finish it" in lines[0] and "--region us-east-1" in lines[0]
-    # truthful: the stack exists and asks for no instances; nothing runs; the bucket holds nothing yet
+    assert f"stopped before the configuration was uploaded; the annex's stack {name} goes on in us-east-1" in lines[0]
+    assert "its instances wait for it" in lines[0] and "run the same command again to finish it" in lines[0]
+    # truthful: the stack exists; its instances (booting) have nothing to start from: the bucket is empty
     stack = describe(SEED_ID)
-    assert stack is not None and [parameters(stack)[f"Count{i}"] for i in (1, 2, 3)] == ["0", "0", "0"]
-    assert running(SEED_ID) == [] and objects(outputs(stack)["BucketName"]) == {}
+    assert stack is not None and objects(outputs(stack)["BucketName"]) == {}
 
     status = json.loads(ok(env, "status", "--output", "json").stdout)
     assert [(a["project_id"], a["state"], a["wanted"]) for a in status] == [(SEED_ID, "incomplete", 16)]
@@ -437,8 +459,8 @@ def test_interrupted_create_says_what_exists_status_shows_it_and_the_same_comman
     finished = ok(env, *args)
     assert "finish creating" in finished.stderr and "16 of 16 instances launched" in finished.stderr
     stack = describe(SEED_ID)
-    assert stack["StackStatus"] == "UPDATE_COMPLETE" and len(running(SEED_ID)) == 16
-    assert {"annex/condor_config", "annex/pool_password", "annex/expiry"} <= set(objects(outputs(stack)["BucketName"]))
+    assert stack["StackStatus"] == "CREATE_COMPLETE" and len(running(SEED_ID)) == 16
+    assert {"annex/bundle.tar.gz", "annex/pool_password", "annex/expiry"} <= set(objects(outputs(stack)["BucketName"]))
     assert relay.actions("cloudformation").count("CreateStack") == 1, "the second run finishes the same stack"
     no_secret(account, out, err, finished.stdout, finished.stderr)
 

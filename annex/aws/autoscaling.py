@@ -24,3 +24,17 @@ class Groups:
                 for page in pages.paginate(AutoScalingGroupNames=names[start : start + 50]):
                     found += page["AutoScalingGroups"]
         return found
+
+    def activities(self, group: str, most: int = 20) -> list[dict]:
+        """The group's newest scaling activities, newest first: where AWS says why an instance did not
+        start (a quota, no capacity, a price cap) or why one ended (a spot interruption)."""
+        with translated(f"reading the scaling activities of {group}"):
+            answer = self.aws.client("autoscaling").describe_scaling_activities(AutoScalingGroupName=group, MaxRecords=most)
+        return answer.get("Activities", [])
+
+    def set_desired(self, group: str, count: int) -> None:
+        """Ask the group for `count` instances (AutoScaling refuses more than the group's MaxSize)."""
+        with translated(f"setting the wanted instances of {group} to {count}"):
+            self.aws.client("autoscaling").set_desired_capacity(
+                AutoScalingGroupName=group, DesiredCapacity=count, HonorCooldown=False
+            )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from ..names import SETUP_STACK, STACK_PREFIX, TAG_PROJECT, TAG_SETUP
+from ..names import SETUP_STACK, STACK_PREFIX, TAG_SETUP
 from .translate import translated
 from .views import AnnexStack, SetupView
 
@@ -70,11 +70,12 @@ class Stacks:
     def setup(self) -> SetupView | None:
         with translated(f"looking up stack {SETUP_STACK}"):
             stack = self._describe(SETUP_STACK)
-        return SetupView(stack.status, stack.outputs) if stack else None
+        return SetupView(stack.status, stack.outputs, stack.id) if stack else None
 
     def annexes(self) -> list[AnnexStack]:
-        """Every annex stack in the region: the names from one ListStacks call per page, then each annex's
-        own description (never other stacks' outputs). Deleted stacks are never listed."""
+        """Every annex stack in the region: every stack named htcondor-annex-* but the set-up, whatever its
+        tags (a tag's absence, or its key's case, hides no annex). The names from one ListStacks call per
+        page, then each annex's own description. Deleted stacks are never listed."""
         names = []
         with translated("listing annex stacks"):
             for page in self.cfn.get_paginator("list_stacks").paginate(
@@ -89,7 +90,7 @@ class Stacks:
                     != "DELETE_COMPLETE"  # a filter some endpoints do not apply
                 ]
             found = [self._describe(name) for name in sorted(set(names))]
-        return [s for s in found if s is not None and TAG_PROJECT in s.tags]
+        return [s for s in found if s is not None]
 
     def create(
         self, name: str, template: str, parameters: dict, tags: dict, role_arn: str | None = None
@@ -146,6 +147,18 @@ class Stacks:
     def resources(self, stack_id: str) -> list[dict]:
         with translated("reading the stack's resources"):
             return self.cfn.describe_stack_resources(StackName=stack_id)["StackResources"]
+
+    def resource(self, stack_id: str, logical_id: str) -> dict | None:
+        """One resource of a stack (its ResourceStatus, PhysicalResourceId, ...); None while CloudFormation
+        has not started on it."""
+        with translated(f"reading {logical_id} of the stack"):
+            try:
+                found = self.cfn.describe_stack_resource(StackName=stack_id, LogicalResourceId=logical_id)
+            except ClientError as error:
+                if "does not exist" in str(error):
+                    return None
+                raise
+        return found["StackResourceDetail"]
 
     def wait(self, stack_id: str, done, on_event=None, first=0.2, longest=5.0) -> AnnexStack:
         """Poll until `done(status)` holds, with backoff from `first` to `longest` seconds. `on_event` sees
@@ -216,3 +229,33 @@ class Stacks:
                     return stack.id, "unchanged"
                 raise
         return stack.id, "update"
+
+    # --- the administrator's set-up (annex/admin) ------------------------------------------------------
+
+    def template_text(self, name: str) -> str | None:
+        """The template a stack was last deployed from, as submitted (None when there is no such stack)."""
+        import json
+
+        with translated(f"reading the template of stack {name}"):
+            try:
+                body = self.cfn.get_template(StackName=name, TemplateStage="Original")["TemplateBody"]
+            except ClientError as error:
+                if "does not exist" in str(error):
+                    return None
+                raise
+        return body if isinstance(body, str) else json.dumps(body, sort_keys=True)
+
+    def setup_in(self, region: str) -> SetupView | None:
+        """The set-up stack of another region of the account, None when that region has none."""
+        client = self.aws.client("cloudformation", region=region)
+        with translated(f"looking up stack {SETUP_STACK} in {region}"):
+            try:
+                stack = client.describe_stacks(StackName=SETUP_STACK)["Stacks"][0]
+            except ClientError as error:
+                if "does not exist" in str(error):
+                    return None
+                raise
+        if stack["StackStatus"] == "DELETE_COMPLETE":
+            return None
+        found = AnnexStack.parse(stack)
+        return SetupView(found.status, found.outputs, found.id)

@@ -206,3 +206,150 @@ class Ec2:
                 for page in pages:
                     found += [instance for r in page["Reservations"] for instance in r["Instances"]]
         return found
+
+    # --- instance types and images (the set-up, check-setup) ----------------------------------------------
+
+    def instance_types(self, types) -> dict[str, dict]:
+        """{type: {"vcpus", "memory_mib", "architectures"}} for the types EC2 offers in this region (a type it
+        does not know is left out); a hundred types a call."""
+        found: dict[str, dict] = {}
+        names = list(dict.fromkeys(types))
+        with translated("reading the instance types"):
+            for start in range(0, len(names), 100):
+                try:
+                    pages = self.ec2.get_paginator("describe_instance_types").paginate(InstanceTypes=names[start : start + 100])
+                    answers = [t for page in pages for t in page["InstanceTypes"]]
+                except ClientError as error:
+                    if "InvalidInstanceType" not in str(error):
+                        raise
+                    answers = []  # one unknown name spoils the call: ask one by one
+                    for name in names[start : start + 100]:
+                        try:
+                            answers += self.ec2.describe_instance_types(InstanceTypes=[name])["InstanceTypes"]
+                        except ClientError as inner:
+                            if "InvalidInstanceType" not in str(inner):
+                                raise
+                for kind in answers:
+                    found[kind["InstanceType"]] = {
+                        "vcpus": kind["VCpuInfo"]["DefaultVCpus"],
+                        "memory_mib": kind["MemoryInfo"]["SizeInMiB"],
+                        "architectures": kind.get("ProcessorInfo", {}).get("SupportedArchitectures", []),
+                    }
+        return found
+
+    def image(self, image_id: str) -> dict | None:
+        """An AMI's description (state, architecture, name, tags), None when there is none in this region."""
+        with translated(f"looking up AMI {image_id}"):
+            try:
+                found = self.ec2.describe_images(ImageIds=[image_id])["Images"]
+            except ClientError as error:
+                if "InvalidAMIID" not in str(error):
+                    raise
+                return None
+        return found[0] if found else None
+
+    # --- the set-up's network: adopting a VPC, its Name tags (annex/admin/network.py) ----------------------
+
+    def vpc(self, vpc_id: str) -> dict | None:
+        """A VPC's description (with its tags), None when this region has no such VPC."""
+        with translated(f"looking up VPC {vpc_id}"):
+            try:
+                found = self.ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
+            except ClientError as error:
+                if "InvalidVpcID" not in str(error):
+                    raise
+                return None
+        return found[0] if found else None
+
+    def vpcs_named(self, name: str) -> list[dict]:
+        """The VPCs whose Name tag is `name` (the Quick Start's VPC is tagged Name=HTCondorAnnex)."""
+        with translated(f"looking for VPCs tagged Name={name}"):
+            return self.ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [name]}])["Vpcs"]
+
+    def tagged_with(self, key: str) -> list[str]:
+        """The ids of the VPCs and subnets that carry a tag `key`, whatever its value."""
+        where = [{"Name": "tag-key", "Values": [key]}]
+        with translated(f"looking for VPCs and subnets tagged {key}"):
+            vpcs = self.ec2.describe_vpcs(Filters=where)["Vpcs"]
+            subnets = self.ec2.describe_subnets(Filters=where)["Subnets"]
+        return sorted(v["VpcId"] for v in vpcs) + sorted(s["SubnetId"] for s in subnets)
+
+    def untag(self, resource_ids: list[str], keys) -> None:
+        """Remove the tags `keys` from the resources (whatever their values)."""
+        with translated(f"removing tags from {', '.join(resource_ids)}"):
+            self.ec2.delete_tags(Resources=resource_ids, Tags=[{"Key": k} for k in keys])
+
+    def subnet(self, subnet_id: str) -> dict | None:
+        with translated(f"looking up subnet {subnet_id}"):
+            try:
+                found = self.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
+            except ClientError as error:
+                if "InvalidSubnetID" not in str(error):
+                    raise
+                return None
+        return found[0] if found else None
+
+    # --- the image builder of `setup image` (annex/admin/image.py) ---------------------------------------
+
+    def run_builder(self, image_id: str, instance_type: str, subnet_id: str, user_data: str, tags: dict) -> str:
+        """One instance with no key pair and no role, IMDSv2 required, a public address, stopping (not
+        terminating) when it powers itself off; returns its id."""
+        tagged = [{"ResourceType": kind, "Tags": as_tags(tags)} for kind in ("instance", "volume")]
+        with translated(f"launching an image builder ({instance_type}) from {image_id}"):
+            found = self.ec2.run_instances(
+                ImageId=image_id, InstanceType=instance_type, MinCount=1, MaxCount=1, UserData=user_data,
+                NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "AssociatePublicIpAddress": True}],
+                InstanceInitiatedShutdownBehavior="stop", TagSpecifications=tagged,
+                MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
+            )  # fmt: skip
+        return found["Instances"][0]["InstanceId"]
+
+    def console_output(self, instance_id: str) -> str:
+        """The instance's console output so far (EC2 decodes it; empty until the instance has written some)."""
+        with translated(f"reading the console of {instance_id}"):
+            try:
+                answer = self.ec2.get_console_output(InstanceId=instance_id, Latest=True)
+            except ClientError as error:
+                if "Latest" not in str(error) and "not supported" not in str(error):
+                    raise
+                answer = self.ec2.get_console_output(InstanceId=instance_id)  # types without the latest output
+        return answer.get("Output") or ""
+
+    def instance_state(self, instance_id: str) -> str | None:
+        with translated(f"reading the state of {instance_id}"):
+            try:
+                found = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+            except ClientError as error:
+                if "InvalidInstanceID" not in str(error):
+                    raise
+                return None
+        instances = [i for r in found for i in r["Instances"]]
+        return instances[0]["State"]["Name"] if instances else None
+
+    def stop(self, instance_id: str) -> None:
+        with translated(f"stopping {instance_id}"):
+            self.ec2.stop_instances(InstanceIds=[instance_id])
+
+    def terminate(self, instance_id: str) -> None:
+        """Terminate the instance; one that is gone already is fine."""
+        with translated(f"terminating {instance_id}"):
+            try:
+                self.ec2.terminate_instances(InstanceIds=[instance_id])
+            except ClientError as error:
+                if "InvalidInstanceID.NotFound" not in str(error):
+                    raise
+
+    def create_image(self, instance_id: str, name: str, description: str, tags: dict) -> str:
+        """An AMI of the (stopped) instance, tagged; returns its id."""
+        tagged = [{"ResourceType": "image", "Tags": as_tags(tags)}]
+        with translated(f"making an image of {instance_id}"):
+            return self.ec2.create_image(InstanceId=instance_id, Name=name, Description=description,
+                                         TagSpecifications=tagged)["ImageId"]  # fmt: skip
+
+    def tag_snapshots(self, image: dict, tags: dict) -> list[str]:
+        """Tag the snapshots an (available) image is made of, so they are found with it; returns their ids."""
+        ids = [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings") or []
+               if m.get("Ebs", {}).get("SnapshotId")]  # fmt: skip
+        if ids:
+            self.tag(ids, tags)
+        return ids

@@ -139,3 +139,10 @@ class Buckets:
                 if error_code(error) in ("404", "NoSuchKey", "NotFound"):
                     return None
                 raise
+
+    def delete_keys(self, bucket: str, keys) -> None:
+        """Delete these objects (their current versions); gone is fine."""
+        names = [{"Key": key} for key in keys]
+        with translated(f"deleting objects from bucket {bucket}"):
+            for start in range(0, len(names), 1000):
+                self._delete(bucket, names[start : start + 1000])

@@ -23,6 +23,7 @@ from .ec2 import Ec2
 from .iam import Iam
 from .lambdas import Functions
 from .pricing import Pricing
+from .quotas import Quotas
 from .s3 import Buckets
 from .ssm import Parameters
 from .translate import translated
@@ -56,7 +57,7 @@ def resolve_region(region: str | None, session) -> str:
 class Aws:
     """A session in one region. Clients are made once and reused; each service's calls live in its own
     module, reached as `aws.stacks`, `aws.ec2`, `aws.groups`, `aws.s3`, `aws.iam`, `aws.ssm`,
-    `aws.functions`, `aws.pricing`."""
+    `aws.functions`, `aws.pricing`, `aws.quotas`."""
 
     def __init__(self, region: str | None = None, profile: str | None = None):
         self.session = session_for(profile)
@@ -132,3 +133,7 @@ class Aws:
     @functools.cached_property
     def pricing(self) -> Pricing:
         return Pricing(self)
+
+    @functools.cached_property
+    def quotas(self) -> Quotas:
+        return Quotas(self)

@@ -25,3 +25,15 @@ class Parameters:
                 if error_code(error) == "ParameterNotFound":
                     return None
                 raise
+
+    def image_parameter(self, name: str) -> str | None:
+        """The AMI id a (public) SSM parameter holds, such as AWS's
+        /aws/service/ami-amazon-linux-latest/..., read with the caller's own credentials (the
+        administrator's, at set-up); None when the region has no such parameter."""
+        with translated(f"reading the image's SSM parameter {name} in {self.aws.region}"):
+            try:
+                return self.aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+            except ClientError as error:
+                if error_code(error) in ("ParameterNotFound", "ValidationException"):
+                    return None
+                raise

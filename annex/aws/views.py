@@ -8,16 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .. import interface as i
-from ..config.request import Reference
-from ..names import (
-    MAX_REFERENCES,
-    REFERENCE_PREFIX,
-    TAG_INSTANCES,
-    TAG_OWNER,
-    TAG_OWNER_NAME,
-    TAG_PROJECT,
-    UTC_FORMAT,
-)
+from ..config.request import Market, Reference
+from ..config.setup import SetupSettings, settings_from
+from ..names import MAX_REFERENCES, TAG_OWNER, TAG_OWNER_NAME, TAG_PROJECT, UTC_FORMAT
 
 USABLE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
 
@@ -57,7 +50,8 @@ def utc(value) -> datetime | None:
 
 @dataclass(frozen=True)
 class AnnexStack:
-    """An annex's stack as CloudFormation describes it, parsed."""
+    """An annex's stack as CloudFormation describes it, parsed. Tags are read without regard to the case
+    of their keys, as IAM reads them."""
 
     name: str
     id: str
@@ -83,21 +77,33 @@ class AnnexStack:
             role_arn=stack.get("RoleARN"),
         )
 
+    def tag(self, key: str) -> str | None:
+        wanted = key.lower()
+        return next((value for name, value in self.tags.items() if name.lower() == wanted), None)
+
     @property
     def region(self) -> str:
         return self.id.split(":")[3]
 
     @property
     def project_id(self) -> str:
-        return self.tags.get(TAG_PROJECT) or self.parameters.get(i.PROJECT_ID) or self.name
+        """As the user typed it: the stack's parameter, else its (tag-safe) tag, else its name."""
+        tagged = self.tag(TAG_PROJECT)
+        return self.parameters.get(i.PROJECT_ID) or (i.from_tag_value(tagged) if tagged else None) or self.name
 
     @property
     def owner_id(self) -> str | None:
-        return self.tags.get(TAG_OWNER)
+        return self.tag(TAG_OWNER)
 
     @property
     def owner_name(self) -> str | None:
-        return self.tags.get(TAG_OWNER_NAME)
+        """Who made it: as the admission function read it (published), the creator's tag (hand-made),
+        else the session name an assumed role's id carries."""
+        found = self.outputs.get(i.OWNER_NAME) or self.tag(TAG_OWNER_NAME)
+        if found:
+            return found
+        owner = self.owner_id or ""
+        return owner.split(":", 1)[1] if ":" in owner else owner or None
 
     @property
     def groups(self) -> list[str]:
@@ -110,28 +116,48 @@ class AnnexStack:
     @property
     def expiry(self) -> datetime | None:
         try:
-            return datetime.strptime(self.parameters.get(i.EXPIRY) or "", UTC_FORMAT).replace(
-                tzinfo=timezone.utc
-            )
+            return datetime.strptime(self.parameters.get(i.EXPIRY) or "", UTC_FORMAT).replace(tzinfo=timezone.utc)
         except ValueError:
             return None
 
     @property
     def references(self) -> int:
-        """How many groups the annex has (its template's shape)."""
-        return sum(1 for n in range(1, MAX_REFERENCES + 1) if i.count(n) in self.parameters)
+        """How many references a hand-made annex uses (its inline template's shape); 0 when published."""
+        return sum(1 for n in range(1, MAX_REFERENCES + 1) if i.image_id(n) in self.parameters)
 
     @property
-    def counts(self) -> list[int]:
-        return [int(self.parameters.get(i.count(n)) or 0) for n in range(1, self.references + 1)]
+    def instance_types(self) -> list[str]:
+        """The types a hand-made annex's references name (a published one's are the set-up's)."""
+        return [self.parameters[i.instance_type(n)] for n in range(1, self.references + 1)
+                if self.parameters.get(i.instance_type(n))]  # fmt: skip
+
+    @property
+    def instances(self) -> int:
+        """The most instances the annex may hold."""
+        try:
+            return int(self.parameters.get(i.INSTANCES) or 0)
+        except ValueError:
+            return 0
+
+    @property
+    def sizing(self) -> str:
+        return self.parameters.get(i.SIZING) or "fixed"
 
     @property
     def wanted(self) -> int:
-        """How many instances the user asked for (the stack asks for none until its configuration is up)."""
-        try:
-            return int(self.tags.get(TAG_INSTANCES) or sum(self.counts))
-        except ValueError:
-            return sum(self.counts)
+        """How many instances the user asked for (an auto annex: at most)."""
+        return self.instances
+
+    @property
+    def market(self) -> Market:
+        percent = int(self.parameters.get(i.ON_DEMAND_PERCENT) or 0)
+        base = int(self.parameters.get(i.ON_DEMAND_BASE) or 0)
+        kind = "on-demand" if percent == 100 else "mixed" if base or percent else "spot"
+        return Market(kind, base, percent, self.parameters.get(i.SPOT_MAX_PRICE) or None)
+
+    @property
+    def published(self) -> bool:
+        return self.role_arn is not None
 
     @property
     def busy(self) -> bool:
@@ -149,6 +175,7 @@ class SetupView:
 
     status: str
     outputs: dict
+    id: str = ""
 
     @property
     def ready(self) -> bool:
@@ -159,8 +186,8 @@ class SetupView:
         return self.outputs.get(i.SERVICE_ROLE_ARN)
 
     @property
-    def template_urls(self) -> dict[int, str]:
-        return i.template_outputs(self.outputs)
+    def template_url(self) -> str | None:
+        return self.outputs.get(i.TEMPLATE_URL)
 
     @property
     def probe_function(self) -> str | None:
@@ -171,22 +198,21 @@ class SetupView:
         return self.outputs.get(i.TEMPLATES_BUCKET)
 
     @property
-    def settings(self) -> dict:
+    def recorded(self) -> dict:
         try:
-            return json.loads(self.outputs.get(i.SETTINGS) or "{}")
+            found = json.loads(self.outputs.get(i.SETTINGS) or "{}")
         except ValueError:
             return {}
+        return found if isinstance(found, dict) else {}
+
+    def settings(self) -> SetupSettings | None:
+        """What the set-up was made with (None when its record cannot be read)."""
+        return settings_from(self.recorded)
 
     def references(self) -> tuple[Reference, ...]:
-        """HTCondorAnnex-1..N as the set-up made them (read from its settings, not from the launch templates)."""
-        s = self.settings
-        return tuple(
-            Reference(
-                f"{REFERENCE_PREFIX}{n}",
-                s.get("ami", ""),
-                kind,
-                s.get("spot_price") or None,
-                "set-up",
-            )
-            for n, kind in enumerate(s.get("instance_types") or (), start=1)
-        )
+        """The types the set-up allows, each a reference of its AMI and spot cap."""
+        s = self.settings()
+        if s is None:
+            return ()
+        cap = s.spot_price if "spot" in s.markets else None
+        return tuple(Reference(kind, s.ami, kind, cap, "set-up") for kind in s.instance_types)

@@ -26,7 +26,7 @@ def command(project_id, dry_run):
         plan_delete,
     )  # lazy: no boto3 at start-up
     from ..lifecycle.status import collect
-    from .text import delete_summary
+    from .text import delete_question, delete_summary, deleted_lines
 
     ui = terminal()
     plan = plan_delete(DeleteRequest(project_id, given("region"), given("profile")))
@@ -40,16 +40,10 @@ def command(project_id, dry_run):
     if dry_run:
         ui.say("Dry run: nothing was deleted.")
         return 0
-    if not proceed(
-        ui,
-        f"Delete annex {plan.project_id!r} in {plan.region}?",
-        "Nothing was deleted.",
-        plan.region,
-    ):
+    if not proceed(ui, delete_question(plan), "Nothing was deleted.", plan.region):
         return 1
-    execute_delete(plan, ui)
-    ui.say(
-        f"Annex {plan.project_id!r} in {plan.region} is gone: instances terminated, bucket and stack deleted."
-    )
+    deleted = execute_delete(plan, ui)
+    for line in deleted_lines(plan, deleted):
+        ui.say(line)
     emit_deleted(plan, deleted=True)
     return 0

@@ -14,25 +14,39 @@ from .options import (
     proceed,
     reported,
     terminal,
-    when_options,
 )
 
 EXAMPLES = examples(
+    "condor_annex extend --project-id 'TheNeeds-MooreLab' --by 12h",
     "condor_annex extend --project-id 'TheNeeds-MooreLab' --expiry '2030-12-20 23:59'",
-    "condor_annex extend --project-id 'TheNeeds-MooreLab' --duration 12h",
+    "condor_annex extend --project-id 'TheNeeds-MooreLab' --duration 2h --shorten",
+)
+BY_HELP = "Add this much to the planned expiry: 12h, 90m, 2d, 1d12h, or 8 (hours)."
+DURATION_HELP = "Or end this long from now (as HTCondor's -duration): 12h, 2d, 8 (hours)."
+EXPIRY_HELP = "Or end at this time: '2030-12-20 23:59' (local), ISO 8601, a date, or '+8h'."
+SHORTEN_HELP = (
+    "Allow a new expiry earlier than the planned one (refused without it, even with --yes)."
 )
 
 
-@click.command("extend", epilog=EXAMPLES)
+@click.command(
+    "extend",
+    epilog=EXAMPLES,
+    short_help="Move an annex's lease to a new expiry (no instance is replaced).",
+)
 @click.option("--project-id", help="The annex's project (default: your AWS profile's).")
-@when_options
+@click.option("--by", help=BY_HELP)
+@click.option("--duration", help=DURATION_HELP)
+@click.option("--expiry", help=EXPIRY_HELP)
+@click.option("--shorten", is_flag=True, help=SHORTEN_HELP)
 @money_options
 @click.option("--token-file", help="A new IDTOKEN, for an annex that joins with tokens.")
 @click.option("--dry-run", is_flag=True, help="Show the change, and change nothing.")
 @global_options
 @reported
 def command(dry_run, **kw):
-    """Move an annex's lease to a new expiry (no instance is replaced)."""
+    """Move an annex's lease: --by adds to it, --duration counts from now, --expiry names the time.
+    No instance is replaced. A lease is never shortened without --shorten."""
     from ..lifecycle.extend import (
         ExtendRequest,
         execute_extend,

@@ -10,16 +10,11 @@ import sys
 import click
 
 from ..errors import AnnexError, ConfigError
-from ..names import (
-    DEFAULT_INSTANCE_TYPES,
-    DEFAULT_MAX_CEILING_USD,
-    DEFAULT_MAX_INSTANCES,
-    DEFAULT_MAX_LEASE_HOURS,
-)
 
 EXAMPLE = "condor_annex --project-id 'TheNeeds-MooreLab' --expiry '2030-12-18 23:59' --instances 16"
 # A request field's id (annex/errors.py ConfigError) → what the user typed; the rest is --field-id.
-OPTION_FOR = {"name": "NAME"}
+OPTION_FOR = {"name": "NAME", "collectors": "--collector", "max_ceiling_usd": "--max-ceiling",
+              "project_argument": "PROJECT_ID"}  # fmt: skip
 
 
 def examples(*lines: str) -> str:
@@ -100,16 +95,22 @@ def reported(command):
             sys.exit(error.exit_code)
         except KeyboardInterrupt:
             region = click.get_current_context().find_root().meta.get("acting")
-            what = (
-                f"'condor_annex status --region {region}' shows what exists, and the same command finishes it"
-                if region
-                else "nothing was changed"
-            )
-            click.echo(f"condor_annex: interrupted; {what}", err=True)
+            click.echo(f"condor_annex: {interrupted(region)}", err=True)
             sys.exit(130)
         sys.exit(code or 0)
 
     return run
+
+
+def interrupted(region: str | None) -> str:
+    """What a Ctrl-C outside any wait leaves: nothing (before the first change), or something in
+    `region` that the user can see, and finish with the same command."""
+    if not region:
+        return "interrupted; nothing was changed"
+    return (
+        f"interrupted while changing annexes in {region}; the same command finishes the job; "
+        f"to see what exists: condor_annex status --region {region}"
+    )
 
 
 def acting(region: str) -> None:
@@ -134,7 +135,8 @@ def terminal():
 
 def when_options(command):
     """--expiry or --duration: when an annex ends (create and extend take the same forms)."""
-    command = click.option("--duration", help="Or how long from now: 8h, 90m, 2d, 1d12h.")(command)
+    duration_help = "Or how long from now: 8h, 90m, 2d, 1d12h, or 8 (hours, as HTCondor's)."
+    command = click.option("--duration", help=duration_help)(command)
     expiry_help = (
         "When the annex ends: '2030-12-18 23:59' (local), ISO 8601, a date (its end), or '+8h'."
     )
@@ -148,45 +150,3 @@ def money_options(command):
     )(command)
     price_help = "USD per instance-hour to assume where AWS publishes no price."
     return click.option("--max-price", help=price_help)(command)
-
-
-def setup_options(command):
-    types_help = (
-        "Instance types of HTCondorAnnex-1..N, comma-separated or repeated "
-        f"[{','.join(DEFAULT_INSTANCE_TYPES)}]."
-    )
-    options = [
-        click.option("--instance-types", multiple=True, help=types_help),
-        click.option(
-            "--ami",
-            help="AMI id, or a public SSM parameter naming one [the current Amazon Linux 2023].",
-        ),
-        click.option(
-            "--spot-price",
-            help="Use spot instances, paying at most this many USD per instance-hour.",
-        ),
-        click.option(
-            "--max-instances",
-            type=click.IntRange(1, 10_000),
-            default=DEFAULT_MAX_INSTANCES,
-            show_default=True,
-            help="Most instances one annex may have.",
-        ),
-        click.option(
-            "--max-lease-hours",
-            type=click.FloatRange(min=0, min_open=True),
-            default=DEFAULT_MAX_LEASE_HOURS,
-            show_default=True,
-            help="Longest an annex may live, from its creation.",
-        ),
-        click.option(
-            "--max-ceiling",
-            type=click.FloatRange(min=0, min_open=True),
-            default=DEFAULT_MAX_CEILING_USD,
-            show_default=True,
-            help="Most USD one annex may cost.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command

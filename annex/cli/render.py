@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from ..names import MAX_REFERENCES
-from .options import examples, global_options, reported, setup_options
+from .options import examples, global_options, reported
+from .setup import settings_options
 
 EXAMPLES = examples(
     "condor_annex render --references 2 --lint",
-    "condor_annex render published --references 3 --instance-types m7i.large,c7i.large,m6i.large",
+    "condor_annex render published --instance-types m7i.large,c7i.large,m6i.large --ami ami-0abcdef1234567890",
     "condor_annex render setup --format json",
 )
 
@@ -29,7 +30,7 @@ EXAMPLES = examples(
 @click.option(
     "--lint", is_flag=True, help="Also check the template with cfn-lint (findings on stderr)."
 )
-@setup_options
+@settings_options
 @global_options
 @reported
 def command(which, fmt, references, lint, **settings):
@@ -52,14 +53,23 @@ def command(which, fmt, references, lint, **settings):
     return 0
 
 
+UNRESOLVED_AMI = "ami-00000000000000000"  # stands for the id `setup` resolves a parameter to
+
+
 def chosen_template(which: str, references: int, settings: dict):
+    from dataclasses import replace
+
     from ..admin.template import build_setup_template
     from ..config.setup import chosen_settings
-    from ..template.annex import build_template
+    from ..template.annex import inline_template, published_template
 
     if which == "annex":
-        return build_template(references)
+        return inline_template(references)
     chosen = chosen_settings(**settings)
+    if not chosen.ami.startswith("ami-"):
+        click.echo(f"render: the set-up resolves the AMI {chosen.ami} to an id when it runs; "
+                   f"{UNRESOLVED_AMI} stands for it here (give --ami ami-... to see yours)", err=True)  # fmt: skip
+        chosen = replace(chosen, ami=UNRESOLVED_AMI, ami_source=chosen.ami)
     if which == "setup":
         return build_setup_template(chosen)
-    return build_template(min(references, chosen.published().shapes.stop - 1), chosen.published())
+    return published_template(chosen.published())

@@ -8,11 +8,13 @@ import time
 
 from rich.console import Console
 from rich.live import Live
-from rich.prompt import Confirm
 from rich.spinner import Spinner
 
 from ..text import seconds
-from .text import event_line
+from .emit import screen_width
+from .text import event_line, wrapped
+
+YES, NO = ("y", "yes"), ("n", "no", "")  # an empty answer takes the default: no
 
 
 class Elapsed:
@@ -37,10 +39,9 @@ class TerminalUi:
         self.console = console or Console(stderr=True, highlight=False)
 
     def say(self, text: str) -> None:
-        # rich wraps at word boundaries on a terminal; piped, a line stays whole (no width to fit)
-        self.console.print(
-            text, markup=False, highlight=False, soft_wrap=not self.console.is_terminal
-        )
+        # fitted here, at word boundaries with wrapped lines indented; piped, a line stays whole
+        for line in wrapped(text, screen_width()):
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def working(self, what: str, typical: str = ""):
@@ -60,4 +61,18 @@ class TerminalUi:
         if not sys.stdin.isatty():
             self.say(f"{question} No terminal to ask on; pass --yes to go ahead.")
             return False
-        return Confirm.ask(question, console=self.console, default=False)
+        prompt = f"{question} [y/n] (n): "
+        while True:
+            try:
+                said = answer(self.console.input(prompt, markup=False))
+            except EOFError:  # the input ended: nobody said yes
+                return False
+            if said is not None:
+                return said
+            self.say("Please answer y or n (yes or no).")
+
+
+def answer(text: str) -> bool | None:
+    """A yes/no answer in any case ('y', 'Yes', 'NO'); an empty one is no; None for anything else."""
+    word = text.strip().lower()
+    return True if word in YES else False if word in NO else None

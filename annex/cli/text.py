@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from ..names import LIMITS_PARAMETER, SETUP_NAME, SETUP_STACK, USER_GROUP
 from ..text import compact_left, duration, usd
 from ..text import when as format_time
 
@@ -68,7 +67,7 @@ def event_line(event: dict) -> str | None:
 
 def ceiling_lines(ceiling) -> list[str]:
     lines = [
-        f"  {i.count} × {i.instance_type} at ${i.price:.4f}/hour ({i.source}) × {i.hours:,.2f} hours = {usd(i.cost)}"
+        f"  {i.count} × {i.what} at ${i.price:.4f}/hour ({i.source}) × {i.hours:,.2f} hours = {usd(i.cost)}"
         for i in ceiling.items
     ]
     assumed = "" if ceiling.exact else " (with --max-price where AWS published no price)"
@@ -78,31 +77,49 @@ def ceiling_lines(ceiling) -> list[str]:
 # --- summaries (before asking) ---------------------------------------------------------------------
 
 
+def market_words(market, instances: int) -> str:
+    if market.kind == "on-demand":
+        return "on-demand"
+    cap = f"at most ${market.spot_max_price}/hour each" if market.spot_max_price else "never above on-demand"
+    if market.kind == "spot":
+        return f"spot ({cap})"
+    on_demand = market.on_demand(instances)
+    return f"{on_demand} on-demand, the rest spot ({cap}), falling back as AWS allows"
+
+
 def create_summary(plan) -> list[str]:
     c = plan.config
     verb = "finish creating" if plan.existing else "create"
     lines = [f"condor_annex will {verb} annex {c.project_id!r} in {plan.region}:"]
-    for ref, count in zip(c.references, c.counts, strict=False):
-        market = f"spot, at most ${ref.spot_price}/hour each" if ref.spot_price else "on-demand"
-        lines.append(f"  {count:>5} × {ref.instance_type:<12} ({ref.name}, {market})")
+    if c.sizing == "auto":
+        lines.append(f"  up to {c.instances} instances, as many as the queue needs ('condor_annex autoscale' sizes it)")
+    else:
+        lines.append(f"  {c.instances} instances")
+    types = c.instance_types
+    shown = ", ".join(types[:6]) + (f" and {len(types) - 6} more" if len(types) > 6 else "")
+    lines.append(f"  of {len(types)} type(s) AWS picks from by price and capacity: {shown}")
+    lines.append(f"  bought as {market_words(c.market, c.instances)}")
     lines.append(
-        f"  until {format_time(c.expiry)} ({plan.expiry_note})"
+        f"  until {format_time(c.expiry)} ({plan.given.expiry_note})"
         + (
             ""
-            if plan.expiry_note.endswith("from now")
+            if plan.given.expiry_note.endswith("from now")
             else f", {duration(c.expiry - datetime.now(timezone.utc))} from now"
         )
     )
     lines.append(
-        f"  jobs of {', '.join(plan.owners)} run there; idle instances stop after {c.idle_seconds // 60} minutes;"
+        f"  jobs of {', '.join(c.owners)} run there; idle instances stop after {c.idle_seconds // 60} minutes;"
         " all stop at the expiry"
     )
     mark = {True: "✓", False: "✗", None: "?"}[plan.collector.reachable]
     lines.append(f"  {mark} collector {plan.collector.address}: {plan.collector.detail}")
-    if plan.network:
-        lines.append(
-            f"  network: VPC {plan.network.vpc_id}, subnets {', '.join(plan.network.subnet_ids)}"
-        )
+    account = plan.account
+    if account.network:
+        lines.append(f"  network: VPC {account.network.vpc_id}, subnets {', '.join(account.network.subnet_ids)}")
+    if account.identity and account.identity.steps and not plan.existing:
+        lines.append(f"  first, once: {' and '.join(account.identity.steps)}")
+    if plan.credential.issued_later:
+        lines.append(f"  the instances get {plan.credential.source}")
     lines.append(
         f"  stack {plan.stack}, owned by {plan.caller.name}"
         + (" (from the administrator's published template)" if plan.published else "")
@@ -113,28 +130,55 @@ def create_summary(plan) -> list[str]:
 
 def extend_summary(plan) -> list[str]:
     s = plan.stack
-    lines = [
-        f"Annex {s.project_id!r} in {s.region}: the lease moves from {format_time(plan.old_expiry)}",
-        f"  to {format_time(plan.new_expiry)} ({plan.expiry_note})",
+    lines = [  # the times on lines of their own: a long project id never pushes one to a wrapped line
+        f"Annex {s.project_id!r} in {s.region}: the lease moves",
+        f"  from {format_time(plan.old_expiry)}",
+        f"  to   {format_time(plan.new_expiry)} ({plan.expiry_note})",
     ]
     hours = abs(plan.hours_later)
     if plan.shortens:
         lines.append(f"  ! it ends {hours:,.1f} hours earlier than now planned")
     elif not plan.same:
         lines.append(f"  {hours:,.1f} hours later")
+    if plan.token_pool is not None:
+        lines.append(
+            "  the instances get a new token, issued with condor_token_create for the new lease"
+        )
+    elif plan.token_file:
+        lines.append(f"  the instances get the new token in {plan.token_file}")
     if plan.ceiling:
         lines += ceiling_lines(plan.ceiling)
     return lines
 
 
 def delete_summary(plan, record) -> list[str]:
-    lines = [f"Annex {plan.project_id!r} in {plan.region} ({plan.stack.name}):"]
+    whose = f"{plan.owner}'s annex" if plan.owner else "Annex"
+    made = f", made by {plan.owner}" if plan.owner else ""
+    lines = [f"{whose} {plan.project_id!r} in {plan.region} ({plan.stack.name}{made}):"]
     if record:
         lines.append(
             f"  {record.running} of {record.wanted} instances running, {left_text(record)} left, "
             f"{usd(record.spent_usd)} spent so far; all of it ends now"
         )
     return lines
+
+
+def delete_question(plan) -> str:
+    """The question before a delete: whose annex it is, when it is not the asker's own."""
+    whose = f"{plan.owner}'s annex" if plan.owner else "annex"
+    return f"Delete {whose} {plan.project_id!r} in {plan.region}?"
+
+
+def deleted_lines(plan, deleted) -> list[str]:
+    """What is gone after a delete, as CloudFormation tells it."""
+    gone = f"Annex {plan.project_id!r} in {plan.region} is gone: instances terminated"
+    if deleted.bucket_left:
+        return [
+            f"{gone}, stack deleted.",
+            f"  ! CloudFormation kept bucket {deleted.bucket_left} (not deleted); to remove it: "
+            f"aws s3 rb s3://{deleted.bucket_left} --force --region {plan.region}",
+        ]
+    return [f"{gone}, bucket and stack deleted."]
 
 
 def left_text(record) -> str:
@@ -190,77 +234,101 @@ def line(cells) -> str:
     return "  ".join(cells).rstrip()
 
 
+LEGEND = (
+    "UP/WANTED: instances in service of those asked for; POOL: slots the collector sees; "
+    "SPENT/MOST: so far, and at most by the expiry"
+)
+
+
 def status_notes(records) -> list[str]:
     notes = [f"{r.project_id} ({r.region}): {r.fix}" for r in records if r.fix]
+    notes += [f"{r.project_id} ({r.region}): waiting: {why}" for r in records for why in r.waiting]
+    notes += [f"{r.project_id} ({r.region}): {r.interruptions} spot interruption(s) so far; the group replaced them"
+              for r in records if r.interruptions]  # fmt: skip
+    notes += [f"{r.project_id} ({r.region}): autoscale: {r.autoscale.get('line') or r.autoscale}"
+              for r in records if r.autoscale]  # fmt: skip
     errors = sorted({r.pool_error for r in records if r.pool_error})
     notes += [f"pool: {e}" for e in errors]
-    notes.append(
-        "UP/WANTED: instances in service of those asked for; POOL: slots the collector sees; "
-        "SPENT/MOST: so far, and at most by the expiry"
-    )
+    notes.append(LEGEND)
     return notes
 
 
+# --output text's columns: every field of a record's JSON and `running` (the instances in service), always
+# in this order (the first twelve are those of earlier versions); a list or a mapping is written on one
+# line ("a,b"; "InService=2,Pending=1"), None as an empty field. `status --help` shows the order.
+TEXT_FIELDS = (
+    "project_id",
+    "region",
+    "owner",
+    "expiry_utc",
+    "seconds_left",
+    "running",
+    "wanted",
+    "in_pool",
+    "spent_usd",
+    "most_usd",
+    "state",
+    "stack",
+    "stack_status",
+    "owner_id",
+    "desired",
+    "instances",
+    "instance_types",
+    "instance_hours",
+    "budget_usd",
+    "pool_error",
+    "fix",
+    "bucket",
+    "sizing",
+    "market",
+    "waiting",
+    "interruptions",
+    "autoscale",
+    "boot_seconds",
+)
+
+
 def status_text(records) -> list[str]:
-    """--output text: one tab-separated line per annex, every field, for scripts."""
-    fields = (
-        "project_id",
-        "region",
-        "owner",
-        "expiry_utc",
-        "seconds_left",
-        "running",
-        "wanted",
-        "in_pool",
-        "spent_usd",
-        "most_usd",
-        "state",
-        "stack",
-    )
-    return [
-        "\t".join("" if getattr(r, f) is None else str(getattr(r, f)) for f in fields)
-        for r in records
-    ]
+    """--output text: one tab-separated line per annex, every field, for scripts (order: TEXT_FIELDS)."""
+    return ["\t".join(text_field(getattr(r, f)) for f in TEXT_FIELDS) for r in records]
+
+
+def text_field(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return " ".join(str(value).split())  # no tab or newline inside a field
+
+
+# --- fitting a screen ------------------------------------------------------------------------------
+
+
+def wrapped(text: str, width: int | None, hang: int = 2) -> list[str]:
+    """`text` (one or more lines) fitted to `width` columns at word boundaries, never inside a word; a
+    line that wraps goes on indented `hang` columns more than it began. `width` None (piped): as is."""
+    import textwrap  # only where a screen is to be fitted
+
+    if not width:
+        return text.split("\n")
+    lines = []
+    for line in text.split("\n"):
+        lead = line[: len(line) - len(line.lstrip(" "))]
+        lines += textwrap.wrap(
+            line,
+            width,
+            initial_indent="",
+            subsequent_indent=lead + " " * hang,
+            break_long_words=False,
+            break_on_hyphens=False,
+            drop_whitespace=True,
+        ) or [line]
+    return lines
 
 
 # --- the administrator -----------------------------------------------------------------------------
-
-
-def setup_summary(plan) -> list[str]:
-    s = plan.settings
-    lines = [
-        f"condor_annex will {'update' if plan.existing else 'create'} the set-up (stack {SETUP_STACK}) in account {plan.account}, region {plan.region}:"
-    ]
-    lines.append(
-        f"  network: your VPC {s.vpc_id}, subnets {', '.join(s.subnet_ids)}"
-        if s.vpc_id
-        else f"  network: a VPC and two public subnets tagged Name={SETUP_NAME}, an internet gateway (no NAT)"
-    )
-    market = f"spot, at most ${s.spot_price}/hour" if s.spot_price else "on-demand"
-    lines.append(
-        f"  references {SETUP_NAME}-1..{len(s.instance_types)}: {', '.join(s.instance_types)} ({market}); AMI {s.ami}"
-    )
-    lines.append(
-        f"  {len(plan.published)} annex template(s) published in {plan.bucket}: the only ones end users may deploy"
-    )
-    lines.append(
-        "  a service role for annex stacks, a boundary for the roles they make, the annexes' lease role,"
-    )
-    lines.append(
-        f"  an account-level lease every few minutes, a collector probe, and the end users' group {USER_GROUP}"
-    )
-    lines.append(
-        f"  limits ({LIMITS_PARAMETER}): {s.max_instances} instances, {s.max_lease_hours:g} hours from creation, "
-        f"{usd(s.max_ceiling_usd)} per annex"
-    )
-    if plan.need_key:
-        lines.append(
-            f"  key pair {SETUP_NAME}: made now, its private key written to {plan.key_path}"
-        )
-    lines.append(
-        "  At rest none of this costs money; annexes are billed only while their instances run."
-    )
-    return lines
 
 
 def check_line(check) -> str:

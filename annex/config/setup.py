@@ -1,37 +1,40 @@
-"""The administrator's settings for `condor_annex setup`, validated, and what they fix in a published
-annex template. Pure data: the set-up template (annex/admin/template.py) and the lifecycle (which
-re-renders what the set-up published, to compare) both build from it."""
+"""The administrator's settings for `condor_annex setup`, validated, and what they fix in the published
+annex template. Pure data: the set-up template (annex/admin/template.py), the admission function's
+limits and the lifecycle (which re-renders what the set-up published, to compare) all build from it."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import ConfigError
 from ..names import (
     DEFAULT_AMI_PARAMETER,
     DEFAULT_INSTANCE_TYPES,
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_ANNEXES_PER_USER,
     DEFAULT_MAX_CEILING_USD,
     DEFAULT_MAX_INSTANCES,
+    DEFAULT_MAX_INSTANCES_PER_ACCOUNT,
+    DEFAULT_MAX_INSTANCES_PER_USER,
     DEFAULT_MAX_LEASE_HOURS,
     INSTANCE_TYPE_PATTERN,
-    MAX_REFERENCES,
+    MAX_INSTANCE_TYPES,
 )
+
+ALLOWED_MARKETS = ("spot", "on-demand")
+LIMIT_FIELDS = tuple(DEFAULT_LIMITS)  # the limits the SSM parameter holds, and the admission enforces
 
 
 @dataclass(frozen=True)
 class Published:
-    """What the administrator's set-up fixes in a published annex template."""
+    """What the administrator's set-up fixes in the published annex template."""
 
-    instance_types: tuple[str, ...]  # the instance type of HTCondorAnnex-1..N
-    spot_price: str | None  # USD per instance-hour for every reference; None: on-demand
-    ami: str  # an AMI id, or the name of a public SSM parameter holding one
-    max_instances: int  # the most instances one annex may have, all groups together
-
-    @property
-    def shapes(self) -> range:
-        """The numbers of references an annex can use (an annex of n references has at least n instances)."""
-        return range(1, min(len(self.instance_types), self.max_instances, MAX_REFERENCES) + 1)
+    instance_types: tuple[str, ...]  # every type the group may launch (one override each)
+    ami: str  # an AMI id
+    markets: tuple[str, ...]  # "spot", "on-demand", or both
+    spot_price: str | None  # the most a spot instance-hour may cost; None: AWS's cap (on-demand price)
+    max_instances: int  # the most instances one annex may have
 
 
 @dataclass(frozen=True)
@@ -40,66 +43,60 @@ class SetupSettings:
 
     instance_types: tuple[str, ...] = DEFAULT_INSTANCE_TYPES
     ami: str = DEFAULT_AMI_PARAMETER  # an AMI id, or the name of a public SSM parameter holding one
-    spot_price: str | None = None  # USD per instance-hour; None: on-demand
+    ami_source: str | None = None  # the SSM parameter the AMI id was read from, to tell of newer ones
+    markets: tuple[str, ...] = ALLOWED_MARKETS
+    spot_price: str | None = None  # USD per instance-hour; None: AWS's cap (the on-demand price)
     vpc_id: str | None = None  # the administrator's existing VPC; None: the stack makes one
     subnet_ids: tuple[str, ...] = field(default_factory=tuple)  # that VPC's subnets the annexes use
-    max_instances: int = DEFAULT_MAX_INSTANCES
+    max_instances: int = DEFAULT_MAX_INSTANCES  # per annex
     max_lease_hours: float = DEFAULT_MAX_LEASE_HOURS
-    max_ceiling_usd: float = DEFAULT_MAX_CEILING_USD
+    max_ceiling_usd: float = DEFAULT_MAX_CEILING_USD  # per annex
+    max_annexes_per_user: int = DEFAULT_MAX_ANNEXES_PER_USER
+    max_instances_per_user: int = DEFAULT_MAX_INSTANCES_PER_USER
+    max_instances_per_account: int = DEFAULT_MAX_INSTANCES_PER_ACCOUNT
+    prices: dict = field(default_factory=dict)  # instance type -> on-demand USD per hour, read at set-up
+    sizes: dict = field(default_factory=dict)  # instance type -> [vCPUs, MiB], read at set-up
+    collectors: tuple[str, ...] = ()  # host:port the probe checks from AWS's network
 
     def limits(self) -> dict:
-        """The JSON condor_annex reads from /htcondor-annex/limits (annex/money/limits.py)."""
-        return {
-            "max_instances": int(self.max_instances),
-            "max_lease_hours": float(self.max_lease_hours),
-            "max_ceiling_usd": float(self.max_ceiling_usd),
-            "projects": {},
-        }
+        """The JSON the limits parameter holds (annex/money/limits.py, the admission function)."""
+        numbers = {name: getattr(self, name) for name in LIMIT_FIELDS}
+        return numbers | {"projects": {}, "prices": dict(sorted(self.prices.items())), "spot_price": self.spot_price}
 
     def published(self) -> Published:
-        return Published(self.instance_types, self.spot_price, self.ami, self.max_instances)
+        return Published(self.instance_types, self.ami, self.markets, self.spot_price, self.max_instances)
 
     def describe(self) -> dict:
-        """What the set-up stack records of its settings (its `Settings` output), to re-render from."""
-        chosen = {
-            "instance_types": list(self.instance_types),
-            "ami": self.ami,
-            "spot_price": self.spot_price,
-        }
-        return chosen | self.limits()
+        """What the set-up stack records of its settings (its Settings output), to start a re-run from."""
+        recorded = asdict(self)
+        for name in ("instance_types", "markets", "subnet_ids", "collectors"):
+            recorded[name] = list(recorded[name])
+        return recorded
 
 
 def validate(settings: SetupSettings) -> SetupSettings:
     """Refuse settings AWS would refuse later, naming the field to change."""
-    if not 1 <= len(settings.instance_types) <= MAX_REFERENCES:
-        raise ConfigError(
-            "instance_types",
-            f"gives {len(settings.instance_types)} types; the set-up makes 1 to {MAX_REFERENCES} launch templates",
-        )
+    if not 1 <= len(settings.instance_types) <= MAX_INSTANCE_TYPES:
+        raise ConfigError("instance_types", f"gives {len(settings.instance_types)} types; 1 to {MAX_INSTANCE_TYPES}")
     for kind in settings.instance_types:
         if not re.match(INSTANCE_TYPE_PATTERN, kind):
-            raise ConfigError(
-                "instance_types", f"{kind!r} is not an instance type (e.g. m7i.large)"
-            )
+            raise ConfigError("instance_types", f"{kind!r} is not an instance type (e.g. m7i.large)")
+    if not settings.markets or any(m not in ALLOWED_MARKETS for m in settings.markets):
+        raise ConfigError("markets", f"{','.join(settings.markets)!r} is not spot, on-demand or both")
     spot = settings.spot_price
     if spot is not None and (not re.match(r"^\d+(\.\d+)?$", spot) or float(spot) <= 0):
         raise ConfigError("spot_price", f"{spot!r} is not a positive number of USD per hour")
-    for name, value in (
-        ("max_instances", settings.max_instances),
-        ("max_lease_hours", settings.max_lease_hours),
-        ("max_ceiling", settings.max_ceiling_usd),
-    ):
+    for name in LIMIT_FIELDS:
+        value = getattr(settings, name)
         if not value > 0:
-            raise ConfigError(name, f"must be positive (got {value:g})")
-    if settings.max_instances != int(settings.max_instances) or settings.max_instances > 10_000:
-        raise ConfigError(
-            "max_instances",
-            f"must be a whole number of at most 10000 (got {settings.max_instances:g})",
-        )
+            raise ConfigError(name.replace("_usd", ""), f"must be positive (got {value:g})")
+    for name in ("max_instances", "max_annexes_per_user", "max_instances_per_user", "max_instances_per_account"):
+        value = getattr(settings, name)
+        if value != int(value) or value > 100_000:
+            raise ConfigError(name, f"must be a whole number of at most 100000 (got {value:g})")
     if not (settings.ami.startswith("ami-") or settings.ami.startswith("/")):
         raise ConfigError(
-            "ami",
-            f"{settings.ami!r} is neither an AMI id (ami-...) nor an SSM parameter name (/aws/service/...)",
+            "ami", f"{settings.ami!r} is neither an AMI id (ami-...) nor an SSM parameter name (/aws/service/...)"
         )
     return settings
 
@@ -107,38 +104,44 @@ def validate(settings: SetupSettings) -> SetupSettings:
 def settings_from(recorded: dict) -> SetupSettings | None:
     """The settings a set-up stack recorded (its Settings output), or None when they cannot be read."""
     try:
-        return SetupSettings(
-            instance_types=tuple(recorded["instance_types"]),
-            ami=recorded["ami"],
-            spot_price=recorded.get("spot_price"),
-            max_instances=int(recorded["max_instances"]),
-        )
-    except (KeyError, TypeError, ValueError):
+        known = {name: recorded[name] for name in SetupSettings.__dataclass_fields__ if name in recorded}
+        for name in ("instance_types", "markets", "subnet_ids", "collectors"):
+            if name in known:
+                known[name] = tuple(known[name])
+        return validate(SetupSettings(**known))
+    except (KeyError, TypeError, ValueError, ConfigError):
         return None
 
 
-def chosen_settings(
-    instance_types=(),
-    ami: str | None = None,
-    spot_price: str | None = None,
-    vpc_id: str | None = None,
-    max_instances: int = DEFAULT_MAX_INSTANCES,
-    max_lease_hours: float = DEFAULT_MAX_LEASE_HOURS,
-    max_ceiling: float = DEFAULT_MAX_CEILING_USD,
-    subnet_ids=(),
-    **_ignored,
-) -> SetupSettings:
-    """The settings the administrator's options give (types comma-separated or repeated), validated."""
-    types = tuple(t.strip() for item in instance_types or () for t in item.split(",") if t.strip())
-    return validate(
-        SetupSettings(
-            instance_types=types or DEFAULT_INSTANCE_TYPES,
-            ami=(ami or DEFAULT_AMI_PARAMETER).strip(),
-            spot_price=spot_price or None,
-            vpc_id=vpc_id or None,
-            subnet_ids=tuple(subnet_ids),
-            max_instances=max_instances,
-            max_lease_hours=float(max_lease_hours),
-            max_ceiling_usd=float(max_ceiling),
-        )
-    )
+# The options `condor_annex setup` takes, by settings field; an option not given keeps what is deployed.
+OPTION_FIELDS = (
+    "instance_types", "ami", "markets", "spot_price", "vpc_id", "max_instances", "max_lease_hours",
+    "max_ceiling_usd", "max_annexes_per_user", "max_instances_per_user", "max_instances_per_account", "collectors",
+)  # fmt: skip
+
+
+def listed(values) -> tuple[str, ...]:
+    """Values given comma-separated and/or repeated, in order, each once."""
+    items = values if isinstance(values, (list, tuple)) else [values]
+    return tuple(dict.fromkeys(v.strip() for item in items for v in str(item).split(",") if v.strip()))
+
+
+def chosen_settings(base: SetupSettings | None = None, **given) -> SetupSettings:
+    """`base` (the deployed settings, else the defaults) with what the administrator gave changed;
+    options given as None are not given."""
+    changes = {name: value for name, value in given.items() if name in OPTION_FIELDS and value not in (None, ())}
+    for name in ("instance_types", "markets", "collectors"):
+        if name in changes:
+            changes[name] = listed(changes[name])
+    if "spot_price" in changes and changes["spot_price"] in ("", "none"):
+        changes["spot_price"] = None
+    if "ami" in changes:
+        changes["ami_source"] = None  # re-read from the new source, if it is a parameter
+    return validate(replace(base or SetupSettings(), **changes))
+
+
+def changes_between(before: SetupSettings | None, after: SetupSettings) -> list[tuple[str, object, object]]:
+    """(field, before, after) for every setting that differs; everything, when there is no `before`."""
+    old = before.describe() if before else {}
+    new = after.describe()
+    return [(name, old.get(name), new[name]) for name in new if old.get(name) != new[name]]

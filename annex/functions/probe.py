@@ -3,10 +3,13 @@
 The most common way a first burst of cloud instances wastes money is a pool collector that the cloud
 cannot reach: the instances boot, fail to join, sit idle and are billed. This AWS Lambda function
 (administrator-owned, deployed from inline code on the python3.12 runtime, so one file and the standard
-library only) answers one question before any instance is launched: from AWS's network, does a TCP
-connection to the collector's host and port complete?
+library only, plus boto3 to write its answer) answers one question before any instance is launched: from
+AWS's network, does a TCP connection to the collector's host and port complete?
 
-Invoke it with ``{"host": "cm.example.org", "port": 9618, "timeout": 5}``. It resolves the host, tries
+It runs on a schedule (and when an administrator's check-setup asks), for the collectors the set-up
+recorded, and writes its answers to an SSM parameter every user reads; no end user invokes it, so nobody
+can aim it elsewhere or use it to take the account's Lambda concurrency. `check` probes one target
+(``{"host": "cm.example.org", "port": 9618, "timeout": 5}``): it resolves the host, tries
 each address in order until one accepts the TCP handshake, closes that connection at once and reports
 which address answered and how long it took, or why none did (``dns``, ``refused``, ``timeout``,
 ``unreachable`` or ``other``, with the operating system's error text).
@@ -44,6 +47,7 @@ import time
 DEFAULT_TIMEOUT = 5.0
 MIN_TIMEOUT = 1.0
 MAX_TIMEOUT = 10.0
+SCHEDULED_TIMEOUT = 3.0  # per collector, on the schedule: a run stays short whatever the network does
 MAX_HOST = 253  # the longest DNS name, in its usual dotted text form
 
 # One DNS label: letters, digits and inner hyphens, 1 to 63 characters (RFC 1035 / RFC 1123 host names).
@@ -69,8 +73,28 @@ class Failed(Exception):
         self.detail = detail
 
 
-def handler(event, context=None):
-    """The Lambda entry point: validate `event`, probe once, log one JSON line, return the report."""
+def handler(event=None, context=None):
+    """The Lambda entry point, fired on a schedule (and by an administrator's check-setup): probe each
+    collector the set-up recorded (environment COLLECTORS, "host:port,..."), with a short timeout, and
+    write the answers to the SSM parameter every user reads (ANSWER_PARAMETER). The event is not read: no
+    caller chooses what is probed or how long it takes."""
+    answers = {}
+    for target in [t for t in os.environ.get("COLLECTORS", "").split(",") if t.strip()]:
+        host, _, port = target.strip().rpartition(":")
+        answers[target.strip()] = check({"host": host.strip("[]"), "port": int(port) if port.isdigit() else 0,
+                                         "timeout": SCHEDULED_TIMEOUT})  # fmt: skip
+    record = {"checked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "collectors": answers}
+    if os.environ.get("ANSWER_PARAMETER"):
+        import boto3  # only in Lambda: check() needs nothing but the standard library
+
+        boto3.client("ssm", region_name=os.environ.get("ANNEX_REGION") or None).put_parameter(
+            Name=os.environ["ANSWER_PARAMETER"], Value=json.dumps(record, sort_keys=True), Type="String", Overwrite=True
+        )
+    return record
+
+
+def check(event):
+    """One target: validate `event`, probe once, log one JSON line, return the report."""
     started = time.monotonic()
     try:
         host, port, timeout, allow_private = parse_event(event)

@@ -1,10 +1,13 @@
 #!/bin/bash
 # condor_annex instance bootstrap (docs/instance.md). The launch template's user data (user-data.sh) sets
-# ANNEX_STACK, ANNEX_REGION and ANNEX_BUCKET, fetches this file from s3://$ANNEX_BUCKET/annex/bootstrap.sh
-# and runs it as root. It walls the instance metadata service off from jobs, fetches the annex's
-# configuration, installs condor_annex's programs and services, installs HTCondor unless the image already
-# has it, and starts HTCondor. Whatever fails within ANNEX_BOUND seconds (900) makes the instance ask to
-# leave its group and power off: a machine that cannot join must never idle at the user's expense.
+# ANNEX_STACK, ANNEX_REGION and ANNEX_BUCKET, fetches s3://$ANNEX_BUCKET/annex/bundle.tar.gz, unpacks it
+# into /var/lib/condor-annex and runs this file from there as root; the same bundle brought the HTCondor
+# configuration (condor_config) and condor_annex's programs next to it. The bootstrap walls the instance
+# metadata service off from jobs, fetches the expiry and the pool's credential (the two objects that do
+# not travel in the bundle), installs condor_annex's programs and services, installs HTCondor unless the
+# image already has it, and starts HTCondor. Whatever fails within ANNEX_BOUND seconds (900) makes the
+# instance ask to leave its group and power off: a machine that cannot join must never idle at the
+# user's expense.
 # Tests set ANNEX_ROOT (stands for /), ANNEX_IMDS_URL, ANNEX_BOUND, ANNEX_LEAVE_WAIT and ANNEX_LEAVE_POLL.
 set -uo pipefail
 umask 022
@@ -14,7 +17,7 @@ metadata_url=${ANNEX_IMDS_URL:-http://169.254.169.254}
 bound_seconds=${ANNEX_BOUND:-900}
 started_at=$(date +%s)
 
-staging_dir=$root/var/lib/condor-annex      # what comes from the bucket, root only
+staging_dir=$root/var/lib/condor-annex      # what comes from the bucket (the bundle unpacked), root only
 programs_dir=$root/usr/local/sbin
 condor_dir=$root/etc/condor
 annex_dir=$root/etc/condor-annex
@@ -170,15 +173,23 @@ wall_off_metadata_service() {
   [ "$prepared_image" = False ] && install_nftables && apply_firewall
 }
 
-# --- the annex's configuration, from the bucket ------------------------------------------------------
+# --- the annex's configuration: the bundle, and two objects from the bucket ---------------------------
+
+missing_from_bundle() { # the first of the bundle's files (unpacked by the user data) that is not there
+  local name
+  for name in condor_config "${programs[@]}"; do
+    [ -s "$staging_dir/$name" ] || { echo "$name" && return; }
+  done
+  return 1
+}
 
 fetch_object() { aws_call s3api get-object --bucket "$ANNEX_BUCKET" --key "annex/$1" "$staging_dir/$1" >/dev/null; }
 
-fetch_configuration() {
-  local name
-  for name in condor_config expiry "${programs[@]}"; do
-    fetch_object "$name" || return
-  done
+fetch_configuration() { # the expiry (not in the bundle: `extend` rewrites it)
+  fetch_object expiry
+}
+
+fetch_credential() { # uploaded once the annex's stack is complete (a stack that fails never holds it)
   credential_kind=token
   grep -q '^SEC_PASSWORD_FILE' "$staging_dir/condor_config" && credential_kind=pool_password
   fetch_object "$credential_kind"
@@ -249,6 +260,9 @@ if [ -z "${ANNEX_BUCKET:-}" ] || [ -z "${ANNEX_STACK:-}" ] || [ -z "${ANNEX_REGI
 fi
 mkdir -p "$programs_dir" "$condor_dir/config.d" "$annex_dir" "$systemd_dir" && install -d -m 0700 "$staging_dir"
 retry_within_bound learn_instance_id || leave_and_power_off "no instance id from the instance metadata service"
+if missing=$(missing_from_bundle); then
+  leave_and_power_off "annex/bundle.tar.gz brought no $missing"
+fi
 recognise_prepared_image
 wall_off_metadata_service || leave_and_power_off "no nft or iptables could keep jobs from the instance metadata service"
 retry_within_bound fetch_configuration || leave_and_power_off "cannot fetch s3://$ANNEX_BUCKET/annex/"
@@ -259,6 +273,7 @@ install_interruption_service || leave_and_power_off "cannot start the spot inter
 if [ "$prepared_image" = False ] && ! command -v condor_master >/dev/null; then
   retry_within_bound install_htcondor || leave_and_power_off "cannot install HTCondor"
 fi
+retry_within_bound fetch_credential || leave_and_power_off "no pool credential in s3://$ANNEX_BUCKET/annex/"
 install_credential || leave_and_power_off "cannot install the pool's credential"
 install -m 0644 "$staging_dir/condor_config" "$config_file"
 record_boot_time

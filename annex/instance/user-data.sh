@@ -1,6 +1,6 @@
 #!/bin/bash
-# condor_annex user data (docs/instance.md): run the bucket's annex/bootstrap.sh once uploaded; none
-# within ANNEX_BOUND s: leave, power off. Fn::Sub sets the names.
+# condor_annex user data (docs/instance.md): unpack annex/bundle.tar.gz, run its bootstrap.sh; or
+# leave. Fn::Sub sets the names.
 # shellcheck disable=SC2016
 export ANNEX_STACK='${AnnexStack}' ANNEX_REGION='${AnnexRegion}' ANNEX_BUCKET='${AnnexBucket}'
 imds=$ANNEX_IMDS_URL bound=$ANNEX_BOUND wait=$ANNEX_LEAVE_WAIT dir=$ANNEX_ROOT/var/lib/condor-annex
@@ -33,8 +33,9 @@ mkdir -p "$dir" && chmod 700 "$dir"
 until id=$(metadata instance-id) && [[ $id =~ ^i-[0-9a-f]+$ ]]; do
   backoff || { id=''; leave "no instance id from the metadata service"; }
 done
-until aws --region "$ANNEX_REGION" s3api get-object --bucket "$ANNEX_BUCKET" --key annex/bootstrap.sh \
-  "$dir/bootstrap.sh" >/dev/null; do
-  backoff || leave "no annex/bootstrap.sh in the bucket"
+b=annex/bundle.tar.gz
+until aws --region "$ANNEX_REGION" s3api get-object --bucket "$ANNEX_BUCKET" --key $b "$dir/b" >/dev/null &&
+  tar -xzf "$dir/b" -C "$dir" --no-same-owner && [ -s "$dir/bootstrap.sh" ]; do
+  backoff || leave "no usable $b"
 done
 exec bash "$dir/bootstrap.sh"

@@ -1,54 +1,57 @@
-"""Creating an annex: plan (validate everything, look at the account, change nothing), then act.
+"""Planning an annex: validate everything and read the account, change nothing anywhere.
 
-`plan_create` returns a plan (data) the CLI shows and asks about; `execute_create` acts on it through
-annex.aws and reports progress through a Ui (annex/progress.py). Every step can be interrupted and the
-same command run again: the plan starts from what exists.
-
-A create is two stack operations, so that no instance starts before its configuration is in the bucket:
-the stack is created asking for no instances (bucket, roles, groups, lease), the configuration is
-uploaded, and a parameter update then asks for the instances.
+`plan_create` returns a `CreatePlan` (data) that the CLI shows and asks about, and that
+annex/lifecycle/launch.py carries out. The plan reads the pool's configuration, the account (its set-up
+or its hand-made network and references), the administrator's limits, the user's other annexes and the
+prices, and checks the parameters against the template CloudFormation will deploy; it issues no
+credential, invokes no function and writes no cache. A plan can be made again at any time: it starts
+from what exists (an interrupted create is finished, not repeated).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .. import interface as i
 from ..aws.session import Aws
-from ..aws.views import AnnexStack, Caller, Network, SetupView
-from ..config.request import AnnexConfig, make_config, validate_idle, validate_instances
-from ..config.when import expiry_cron, iso_utc, resolve_expiry
-from ..errors import AnnexError, AnnexExists, ConfigError, PoolError, SetupError, StackFailed
-from ..fleet.reader import read as read_fleet
-from ..interface import stack_name
-from ..money.ceiling import Ceiling, positive_usd
-from ..money.ceiling import ceiling as annex_ceiling
-from ..money.limits import Limits, check_limits, limits_for
+from ..aws.views import AnnexStack, Caller
+from ..config.request import AnnexConfig, CreateInput, choose_market, make_config, read_input
+from ..config.when import expiry_cron, iso_utc
+from ..errors import AnnexExists, ConfigError, PoolError, SetupError
+from ..money.ceiling import Ceiling, fleet_ceiling, needs_prices
+from ..money.limits import Limits, check_limits, check_share, limits_for
+from ..money.prices import type_prices
 from ..names import (
+    BUNDLE_KEY,
+    CONFIG_PREFIX,
     DEFAULT_IDLE_MINUTES,
     TAG_BUDGET,
     TAG_CREDENTIAL,
     TAG_EXPIRY,
-    TAG_INSTANCES,
+    TAG_MAX_PRICE,
     TAG_OWNER,
     TAG_OWNER_NAME,
     TAG_PROJECT,
 )
-from ..pool.config import Pool, collector_address, read_pool
-from ..pool.credential import check_pool
-from ..pool.credential import read_credential as pool_credential
-from ..pool.instance import bucket_objects, validate_owners
+from ..pool.config import Pool, read_pool
+from ..pool.credential import PlannedCredential, check_planned, plan_credential
+from ..pool.instance import CREDENTIAL_KEYS, validate_owners
 from ..template.parameters import check_parameters
-from ..text import quote, short
+from ..text import quote
 from . import common
-from .common import guarded, project_of, wait_phase
-from .published import annex_template, template_for
+from .account import Account, CollectorCheck, collector_check, read_account
+from .published import annex_template
 
 
 @dataclass(frozen=True)
 class CreateRequest:
+    """What the user typed (strings as given; `read_input` checks them)."""
+
     project_id: str | None
     instances: str | int
+    max_instances: str | int | None = None
     expiry: str | None = None
     duration: str | None = None
     region: str | None = None
@@ -57,41 +60,35 @@ class CreateRequest:
     idle_minutes: int | str = DEFAULT_IDLE_MINUTES
     token_file: str | None = None
     condor_config: str | None = None
-    max_price: float | None = None
-    budget: float | None = None
-
-
-@dataclass(frozen=True)
-class CollectorCheck:
-    """Whether AWS reaches the pool's collector (the set-up's probe function), or why it was not checked."""
-
-    address: str
-    reachable: bool | None  # None: not checked
-    detail: str
+    max_price: float | str | None = None
+    budget: float | str | None = None
+    market: str | None = None
+    on_demand_base: int | str | None = None
+    on_demand_percent: int | str | None = None
+    wait: bool = True  # watch the instances start after the stack is made
 
 
 @dataclass
 class CreatePlan:
     config: AnnexConfig
+    given: CreateInput
     stack: str
     caller: Caller
-    expiry_note: str
     pool: Pool
-    credential_kind: str
-    owners: tuple[str, ...]
+    credential: PlannedCredential  # holds the secret when it was read; a token is issued by the launch
+    account: Account
     ceiling: Ceiling
     limits: Limits
     collector: CollectorCheck
-    template: str  # a published template's URL, or the inline template body
-    role_arn: str | None
-    parameters: dict  # with the instances asked for (the first stack operation asks for none)
+    template: str  # the published template's URL, or the inline template's body
+    role_arn: str | None  # the set-up's service role (published annexes)
+    parameters: dict
     tags: dict
-    network: Network | None = None
-    setup: SetupView | None = None
     existing: AnnexStack | None = None  # an interrupted create to finish
-    budget: float | None = None
+    uploaded: frozenset = frozenset()  # what an interrupted create already put in the bucket
     warnings: list[str] = field(default_factory=list)
-    objects: dict = field(default_factory=dict, repr=False)  # holds the pool's credential
+    fetched_prices: dict = field(default_factory=dict)  # for the launch to cache
+    wait: bool = True
     aws: Aws | None = field(default=None, repr=False)
 
     @property
@@ -100,279 +97,161 @@ class CreatePlan:
 
     @property
     def published(self) -> bool:
-        return self.setup is not None
+        return self.account.published
+
+    @property
+    def project_id(self) -> str:
+        return self.config.project_id
 
 
-def plan_create(
-    request: CreateRequest, *, aws: Aws | None = None, now: datetime | None = None
-) -> CreatePlan:
-    """Everything a create needs, checked, before anything is created: first the request itself, then the
-    pool, then the account."""
+def plan_create(request: CreateRequest, *, aws: Aws | None = None, now: datetime | None = None) -> CreatePlan:
+    """Everything a create needs, checked, before anything is created: first what the user typed, then
+    the pool, then the account."""
     now = now or datetime.now(timezone.utc)
-    expiry, note = resolve_expiry(request.expiry, request.duration, now=now)
-    count = validate_instances(request.instances)
-    idle = validate_idle(request.idle_minutes)
+    given = read_input(expiry=request.expiry, duration=request.duration, instances=request.instances,
+                       max_instances=request.max_instances, idle_minutes=request.idle_minutes,
+                       market=request.market, on_demand_base=request.on_demand_base,
+                       on_demand_percent=request.on_demand_percent, budget=request.budget,
+                       max_price=request.max_price, now=now)  # fmt: skip
     owners = validate_owners(request.owners)
-    budget = positive_usd("budget", request.budget, "USD")
-    max_price = positive_usd("max_price", request.max_price, "USD per instance-hour")
     aws = aws or common.session(request.region, request.profile)
-    project_id = project_of(aws, request.project_id)
+    project_id = common.project_of(aws, request.project_id)
     pool = read_pool(request.condor_config)
-    credential = read_credential(pool, request.token_file, expiry)
-    check_pool(pool, credential)
+    credential = planned_credential(pool, request.token_file, given.expiry)
     caller = aws.caller()
-    setup, network, references = account_references(aws)
-    config = make_config(
-        project_id,
-        expiry,
-        count,
-        references,
-        region=aws.region,
-        now=now,
-        idle_seconds=idle * 60,
-        owners=owners,
-    )
-    existing = resumable(aws, stack_name(project_id), config, caller)
+    name = i.stack_name(project_id)
+    account = read_account(aws, caller, name)
+    market = choose_market(given, account.markets, account.spot_cap)
+    config = make_config(project_id, given.expiry, given.instances, account.references, region=aws.region, now=now,
+                         idle_seconds=given.idle_seconds, owners=owners, sizing=given.sizing, market=market)  # fmt: skip
+    existing, uploaded = resumable(aws, name, config, caller)
     limits = limits_for(aws, project_id)
-    ceiling = annex_ceiling(aws, config, max_price=max_price, budget=budget, now=now)
-    check_limits(limits, count, expiry, ceiling, now=now)
-    local = template_for(setup, len(config.references))
-    template, role_arn, warnings = annex_template(setup, len(config.references), local)
-    parameters = stack_parameters(config, network, pool.collector_port, caller, local)
+    if existing is None:
+        check_share(limits, config.instances, others_of(aws, caller, name), field=instances_field(config))
+    fetched: dict = {}
+    known = limits.prices or account.recorded_prices
+    prices = type_prices(aws, config.instance_types, aws.region, known, now, fetched) if needs_prices(market, config.instances) else {}
+    ceiling = fleet_ceiling(prices, market, config.instances, config.expiry, max_price=given.max_price,
+                            budget=given.budget, now=now)  # fmt: skip
+    check_limits(limits, config.instances, config.expiry, ceiling, now=now, field=instances_field(config))
+    template, role_arn, local, warnings = annex_template(account, len(config.references))
+    parameters = stack_parameters(config, account, pool.collector_port, caller)
     check_against_template(local, parameters)
-    tags = {
-        TAG_PROJECT: project_id,
-        TAG_EXPIRY: iso_utc(expiry),
-        TAG_OWNER: caller.user_id,
-        TAG_OWNER_NAME: caller.name,
-        TAG_INSTANCES: str(count),
-        TAG_CREDENTIAL: credential.kind,
-    }
-    tags |= {TAG_BUDGET: f"{budget:.2f}"} if budget is not None else {}
-    objects = bucket_objects(project_id, pool, credential, owners, idle * 60, iso_utc(expiry))
     return CreatePlan(
-        config=config,
-        stack=stack_name(project_id),
-        caller=caller,
-        expiry_note=note,
-        pool=pool,
-        credential_kind=credential.kind,
-        owners=owners,
-        ceiling=ceiling,
-        limits=limits,
-        collector=check_collector(aws, setup, pool),
-        template=template,
-        role_arn=role_arn,
-        parameters=parameters,
-        tags=tags,
-        network=network,
-        setup=setup,
-        existing=existing,
-        budget=budget,
-        warnings=warnings,
-        objects=objects,
-        aws=aws,
-    )
+        config=config, given=given, stack=name, caller=caller, pool=pool, credential=credential, account=account,
+        ceiling=ceiling, limits=limits, collector=collector_check(aws, account, pool, time.time()),
+        template=template, role_arn=role_arn, parameters=parameters,
+        tags=stack_tags(config, caller, credential.kind, given, account.published),
+        existing=existing, uploaded=uploaded, warnings=warnings, fetched_prices=fetched, wait=request.wait, aws=aws,
+    )  # fmt: skip
 
 
-def read_credential(pool: Pool, token_file: str | None, expiry: datetime):
-    """The instances' credential; a --token-file that cannot serve is bad input, named as such."""
+def planned_credential(pool: Pool, token_file: str | None, expiry) -> PlannedCredential:
+    """The instances' credential, planned; a --token-file that cannot serve is bad input, named as such."""
     try:
-        return pool_credential(pool, token_file, expiry=expiry)
+        planned = plan_credential(pool, token_file, expiry)
+        check_planned(pool, planned)
     except PoolError as error:
         if token_file:
             raise ConfigError("token_file", str(error)) from None
         raise
+    return planned
 
 
-def account_references(aws: Aws):
-    """(set-up, network, references): the administrator's set-up stack when there is one, else what an
-    administrator prepared by hand as the seed's Quick Start describes."""
-    setup = aws.stacks.setup()
-    if setup is not None:
-        if not setup.ready:
-            raise SetupError(
-                f"the set-up stack is {setup.status}; an administrator runs 'condor_annex setup --region {aws.region}' again"
-            )
-        return setup, None, setup.references()
-    return None, aws.ec2.discover_network(), aws.ec2.discover_references()
+def instances_field(config: AnnexConfig) -> str:
+    return "max_instances" if config.sizing == "auto" else "instances"
 
 
-def resumable(aws: Aws, name: str, config: AnnexConfig, caller: Caller) -> AnnexStack | None:
-    """An existing stack of this project: an interrupted create is finished; anything else is refused."""
+def resumable(aws: Aws, name: str, config: AnnexConfig, caller: Caller) -> tuple[AnnexStack | None, frozenset]:
+    """(an interrupted create of this project to finish, what its bucket already holds); anything else
+    that exists is refused."""
     stack = aws.stacks.find(name)
     if stack is None:
-        return None
+        return None, frozenset()
     where = f"in {aws.region}"
     if stack.owner_id and stack.owner_id != caller.user_id:
-        raise AnnexExists(
-            f"project {config.project_id!r} already has an annex {where}, made by {stack.owner_name or stack.owner_id}"
-        )
-    if stack.status == "CREATE_IN_PROGRESS" or (stack.usable and sum(stack.counts) == 0):
-        return stack  # interrupted: finish it
+        raise AnnexExists(f"project {config.project_id!r} already has an annex {where}, made by "
+                          f"{stack.owner_name or stack.owner_id}")  # fmt: skip
+    if stack.status == "CREATE_IN_PROGRESS":
+        return stack, frozenset()
+    if stack.usable and stack.bucket:
+        held = frozenset(aws.s3.keys(stack.bucket, CONFIG_PREFIX))
+        if not configured(held):
+            return stack, held  # made, but its configuration or credential never arrived: finish it
     if stack.usable or stack.busy:
-        raise AnnexExists(
-            f"an annex for project {config.project_id!r} already exists {where}; use 'condor_annex extend' or "
-            f"'condor_annex delete' (with --region {aws.region})"
-        )
-    raise AnnexExists(
-        f"the annex for project {config.project_id!r} {where} is {stack.status} from an earlier attempt; remove it with "
-        f"'condor_annex delete --project-id {quote(config.project_id)} --region {aws.region}' and create it again"
-    )
+        raise AnnexExists(f"an annex for project {config.project_id!r} already exists {where}; use 'condor_annex extend' "
+                          f"or 'condor_annex delete' (with --region {aws.region})")  # fmt: skip
+    raise AnnexExists(f"the annex for project {config.project_id!r} {where} is {stack.status} from an earlier attempt; "
+                      f"remove it and create it again: condor_annex delete --project-id {quote(config.project_id)} "
+                      f"--region {aws.region}")  # fmt: skip
 
 
-def stack_parameters(
-    config: AnnexConfig, network: Network | None, collector_port: int, caller: Caller, template
-) -> dict:
-    """The stack's parameters: everything per annex that `template` leaves open (a published template
-    fixes the network, the AMIs and, on-demand, the spot prices)."""
-    arn = caller.arn.split(":", 5)  # arn:partition:service::account:name
+def configured(keys) -> bool:
+    """Whether an annex's bucket holds what its instances start from and join with."""
+    return BUNDLE_KEY in keys and any(key in keys for key in CREDENTIAL_KEYS.values())
+
+
+def others_of(aws: Aws, caller: Caller, name: str) -> list[int]:
+    """The most instances of each of the caller's other live annexes in the region."""
+    return [s.instances for s in aws.stacks.annexes() if s.owner_id == caller.user_id and s.name != name]
+
+
+def stack_parameters(config: AnnexConfig, account: Account, collector_port: int, caller: Caller) -> dict:
+    """Every parameter the annex's template declares, for this annex."""
+    market = config.market
     params = {
-        "ProjectId": config.project_id,
-        "OwnerService": arn[2],
-        "OwnerName": arn[5],
-        "Expiry": iso_utc(config.expiry),
-        "ExpiryCron": expiry_cron(config.expiry),
-        "CollectorPort": collector_port,
+        i.PROJECT_ID: config.project_id,
+        i.EXPIRY: iso_utc(config.expiry),
+        i.EXPIRY_CRON: expiry_cron(config.expiry),
+        i.COLLECTOR_PORT: collector_port,
+        i.INSTANCES: config.instances,
+        i.SIZING: config.sizing,
+        i.ON_DEMAND_BASE: market.on_demand_base,
+        i.ON_DEMAND_PERCENT: market.on_demand_percent,
+        i.SPOT_MAX_PRICE: market.spot_max_price or "",
     }
-    if network is not None:
-        params |= {
-            "VpcId": network.vpc_id,
-            "SubnetIds": ",".join(network.subnet_ids),
-            "KeyName": network.key_name,
-        }
-    for i, (ref, count) in enumerate(zip(config.references, config.counts, strict=False), start=1):
-        params |= {
-            f"InstanceType{i}": ref.instance_type,
-            f"SpotPrice{i}": ref.spot_price or "",
-            f"Count{i}": count,
-            f"ImageId{i}": ref.image_id,
-        }
-    declared = template.parameters
-    return {k: v for k, v in params.items() if k in declared}
+    if account.published:
+        return params
+    network, identity = account.network, account.identity
+    params |= {
+        i.VPC_ID: network.vpc_id,
+        i.SUBNET_IDS: ",".join(network.subnet_ids),
+        i.KEY_NAME: network.key_name,
+        i.OWNER_USER_ID: caller.user_id,
+        i.LEASE_ROLE_ARN: identity.lease_role_arn,
+    }
+    for n, ref in enumerate(config.references, start=1):
+        params |= {i.image_id(n): ref.image_id, i.instance_type(n): ref.instance_type}
+    return params
+
+
+def stack_tags(config: AnnexConfig, caller: Caller, credential_kind: str, given: CreateInput, published: bool) -> dict:
+    """The stack's tags, each value tag-safe. A published annex carries only the keys the user policy
+    allows; a hand-made one also its owner's name, for people to read."""
+    tags = {
+        TAG_PROJECT: i.tag_value(config.project_id),
+        TAG_EXPIRY: iso_utc(config.expiry),
+        TAG_OWNER: caller.user_id,
+        TAG_CREDENTIAL: credential_kind,
+    }
+    if given.budget is not None:
+        tags[TAG_BUDGET] = f"{given.budget:.2f}"
+    if given.max_price is not None:
+        tags[TAG_MAX_PRICE] = f"{given.max_price:g}"
+    if not published:
+        tags[TAG_OWNER_NAME] = i.tag_value(caller.name)
+    return tags
 
 
 def check_against_template(template, parameters: dict) -> None:
-    """What CloudFormation would refuse (e.g. an instance type the administrator did not allow), refused now."""
+    """What CloudFormation would refuse (more instances than the administrator allows, a market the
+    template does not), refused now."""
     problems = check_parameters(template.to_dict(), {k: str(v) for k, v in parameters.items()})
-    if problems and problems[0].startswith("Count"):
-        raise ConfigError(
-            "instances", f"is more than the administrator's templates allow: {problems[0]}"
-        )
-    if problems:
-        raise SetupError(f"the annex templates refuse this annex: {problems[0]}")
-
-
-def check_collector(aws: Aws, setup: SetupView | None, pool: Pool) -> CollectorCheck:
-    """Ask the set-up's probe function, from AWS's network, whether the collector answers."""
-    host, port = collector_address(pool.collector_host)
-    address = f"{host}:{port}"
-    if setup is None or not setup.probe_function:
-        return CollectorCheck(
-            address, None, "not checked: this account has no condor_annex set-up to check it from"
-        )
-    try:
-        answer = aws.functions.invoke(setup.probe_function, {"host": host, "port": port})
-    except AnnexError as error:
-        return CollectorCheck(address, None, f"not checked ({short(error, 100)})")
-    if answer.get("ok"):
-        return CollectorCheck(
-            address,
-            True,
-            f"answers from AWS ({answer.get('address')}, {answer.get('seconds', 0):.2f} s)",
-        )
-    why = {
-        "dns": f"AWS cannot resolve {host}",
-        "refused": "it refused the connection",
-        "timeout": "nothing answered (a firewall?)",
-    }
-    return CollectorCheck(
-        address,
-        False,
-        why.get(answer.get("error"), answer.get("detail") or answer.get("error") or "no answer"),
-    )
-
-
-def unreachable_fix(check: CollectorCheck) -> str:
-    return (
-        f"the collector {check.address} is not reachable from AWS: {check.detail}. Instances there could never join the pool; "
-        f"open TCP port {check.address.rsplit(':', 1)[-1]} on the central manager to the internet (or AWS's address ranges) "
-        "and try again"
-    )
-
-
-@dataclass(frozen=True)
-class Created:
-    stack: AnnexStack
-    launched: int
-
-
-def execute_create(plan: CreatePlan, ui) -> Created:
-    """Create (or finish creating) the annex. Nothing starts before its configuration is in the bucket."""
-    if plan.collector.reachable is False:
-        raise PoolError(unreachable_fix(plan.collector))
-    aws, region, name = plan.aws, plan.region, plan.stack
-    again = f"run the same command again to finish it (or 'condor_annex delete --project-id {quote(plan.config.project_id)} --region {region}')"
-    stack = plan.existing  # an interrupted create to finish, or None
-    if stack is None:
-        no_instances = {k: (0 if k.startswith("Count") else v) for k, v in plan.parameters.items()}
-        stack_id = aws.stacks.create(name, plan.template, no_instances, plan.tags, plan.role_arn)
-    else:
-        stack_id = stack.id
-    if stack is None or stack.busy:
-        stack = guarded(
-            lambda: wait_phase(
-                aws,
-                ui,
-                stack_id,
-                "create",
-                f"Creating annex {plan.config.project_id!r} in {region}",
-            ),
-            f"stopped waiting; stack {name} goes on being created in {region}, with no instances yet; {again}",
-        )
-        if stack.status != "CREATE_COMPLETE":
-            raise StackFailed(failed_create(aws, stack_id, plan))
-    guarded(
-        lambda: aws.s3.put_objects(stack.bucket, plan.objects),
-        f"stopped while uploading the configuration; annex {plan.config.project_id!r} exists in {region} with no instances; {again}",
-    )
-    ui.say(f"  ✓ configuration uploaded to {stack.bucket}")
-    changes = {
-        k: v
-        for k, v in plan.parameters.items()
-        if k.startswith("Count") or k in ("Expiry", "ExpiryCron")
-    }
-    if aws.stacks.update(
-        stack, changes, plan.tags, plan.template if plan.published else None, plan.role_arn
-    ):
-        stack = guarded(
-            lambda: wait_phase(
-                aws, ui, stack.id, "start", f"Starting {plan.config.instances} instance(s)"
-            ),
-            f"stopped waiting; the instances of annex {plan.config.project_id!r} are being started in {region}; "
-            f"'condor_annex status --region {region}' shows them",
-        )
-        if stack.status != "UPDATE_COMPLETE":
-            raise StackFailed(
-                f"starting the instances failed: {aws.stacks.first_failure(stack.id)}; the annex exists with no instances; {again}"
-            )
-    return Created(stack, read_fleet(aws, [stack])[stack.name].launched)
-
-
-def failed_create(aws: Aws, stack_id: str, plan: CreatePlan) -> str:
-    """What went wrong, and truthfully what is left: CloudFormation rolls a failed create back, but the
-    rollback can fail too."""
-    reason = aws.stacks.first_failure(stack_id)
-    final = aws.stacks.wait(
-        stack_id, lambda s: not s.endswith("_IN_PROGRESS") and s != "CREATE_FAILED"
-    )  # the rollback's end
-    if final.status == "DELETE_COMPLETE":
-        return (
-            f"creating the annex failed: {reason}; it was rolled back and nothing was left behind"
-        )
-    left = aws.stacks.remaining(stack_id)
-    listed = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-    return (
-        f"creating the annex failed: {reason}; rolling back ended {final.status}, leaving {listed or 'the stack'}; "
-        f"remove it with 'condor_annex delete --project-id {quote(plan.config.project_id)} --region {plan.region}'"
-    )
+    if not problems:
+        return
+    first = problems[0]
+    if first.startswith(i.INSTANCES):
+        raise ConfigError("instances", f"is more than the administrator's template allows: {first}")
+    if first.startswith((i.ON_DEMAND_BASE, i.ON_DEMAND_PERCENT, i.SPOT_MAX_PRICE)):
+        raise ConfigError("market", f"is not what the administrator's template allows: {first}")
+    raise SetupError(f"the annex template refuses this annex: {first}")

@@ -6,7 +6,8 @@ stacks, one call per 50 groups and per 200 groups' instances, and one query of t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from ..aws.session import Aws
@@ -16,11 +17,13 @@ from ..errors import AnnexError, ConfigError, PoolError
 from ..fleet.reader import FleetState
 from ..fleet.reader import read as read_fleet
 from ..money import meter
-from ..money.ceiling import slots_ceiling, stack_slots, wanted_slots
-from ..names import TAG_BUDGET
+from ..names import AUTOSCALE_KEY, CONFIG_PREFIX, TAG_BUDGET
 from ..pool.config import read_pool
-from ..pool.slots import pool_slots
+from ..pool.slots import MACHINE_ATTRIBUTES, count_slots, machines, query_slots
 from ..text import quote
+from . import capacity
+from .costs import stack_ceiling, tagged_max_price, types_and_prices
+from .create import configured as is_configured
 from .find import find_annex
 
 STATES = {  # CloudFormation's word -> ours
@@ -61,6 +64,12 @@ class AnnexStatus:
     pool_error: str | None = None
     fix: str | None = None  # the command that completes or cleans up the annex
     bucket: str | None = None
+    sizing: str = "fixed"  # or "auto": `condor_annex autoscale` sets how many it asks for
+    market: str = "spot"
+    waiting: list = field(default_factory=list)  # why the group has fewer instances than it asks for
+    interruptions: int = 0  # instances AutoScaling replaced after a spot interruption or rebalance
+    autoscale: dict | None = None  # the last decision of `condor_annex autoscale`
+    boot_seconds: float | None = None  # the median machine's boot, to its startd (AnnexBootSeconds)
 
     @property
     def running(self) -> int:
@@ -99,14 +108,19 @@ def region_status(aws: Aws, project_id: str | None, now: datetime) -> list[Annex
 def record(aws: Aws, stack: AnnexStack, found: FleetState, me: str, now: datetime) -> AnnexStatus:
     expiry = stack.expiry
     left = max(0, int((expiry - now).total_seconds())) if expiry else 0
-    hours, spent = meter.spent(list(found.instances), meter.stack_prices(aws, stack, now), now)
-    budget = stack.tags.get(TAG_BUDGET)
+    prices = types_and_prices(aws, stack, now)
+    assumed = tagged_max_price(stack)  # the --max-price the annex was made with, where AWS gave no price
+    known = {kind: p.usd if p.usd is not None else assumed for kind, p in prices.items()}
+    known = {kind: usd for kind, usd in known.items() if usd is not None}
+    hours, spent = meter.spent(list(found.instances), meter.instance_prices(aws, stack, found.instances, known, now), now)
+    budget = stack.tag(TAG_BUDGET)
+    activities = recent_activities(aws, stack, found)
     status = AnnexStatus(
         project_id=stack.project_id,
         region=stack.region,
         stack=stack.name,
         stack_status=stack.status,
-        state=state_of(stack, left),
+        state=state_of(stack, left, configured(aws, stack, me)),
         owner="you" if stack.owner_id == me else (stack.owner_name or stack.owner_id or "unknown"),
         owner_id=stack.owner_id,
         expiry_utc=iso_utc(expiry) if expiry else None,
@@ -114,21 +128,59 @@ def record(aws: Aws, stack: AnnexStack, found: FleetState, me: str, now: datetim
         wanted=stack.wanted,
         desired=found.desired,
         instances=dict(found.states),
-        instance_types=sorted({s.instance_type for s in stack_slots(stack) if s.instance_type}),
+        instance_types=sorted(prices),
         instance_hours=round(hours, 4),
         spent_usd=None if spent is None else round(spent, 4),
         most_usd=most(aws, stack, spent, expiry, now),
         budget_usd=float(budget) if budget else None,
         bucket=stack.bucket,
+        sizing=stack.sizing,
+        market=stack.market.kind,
+        waiting=[p.line() for p in capacity.explain(activities)] if found.launched < found.desired else [],
+        interruptions=capacity.interruptions(activities),
+        autoscale=last_decision(aws, stack) if stack.sizing == "auto" else None,
     )
     status.fix = fix_for(stack, status)
     return status
 
 
-def state_of(stack: AnnexStack, left: int) -> str:
+def recent_activities(aws: Aws, stack: AnnexStack, found: FleetState) -> list[dict]:
+    """The group's newest scaling activities (one call an annex): why it is short, and what was
+    interrupted. Nothing is asked of a group that was never made."""
+    if not stack.groups or not stack.usable:
+        return []
+    try:
+        return aws.groups.activities(stack.groups[0], most=50)
+    except AnnexError:
+        return []
+
+
+def last_decision(aws: Aws, stack: AnnexStack) -> dict | None:
+    """What `condor_annex autoscale` last decided for an auto annex (kept in the annex's bucket)."""
+    if not stack.bucket:
+        return None
+    try:
+        text = aws.s3.text(stack.bucket, AUTOSCALE_KEY)
+        return json.loads(text) if text else None
+    except (AnnexError, ValueError):
+        return None
+
+
+def configured(aws: Aws, stack: AnnexStack, me: str) -> bool | None:
+    """Whether the annex's bucket holds what its instances start from and join with (a create interrupted
+    before its uploads left them waiting); None where that cannot be read (another person's bucket)."""
+    if stack.owner_id != me or not stack.usable or not stack.bucket:
+        return None
+    try:
+        return is_configured(aws.s3.keys(stack.bucket, CONFIG_PREFIX))
+    except AnnexError:
+        return None
+
+
+def state_of(stack: AnnexStack, left: int, configured: bool | None = None) -> str:
     if stack.status.endswith("_FAILED"):
         return "failed: " + stack.status.lower().replace("_", " ")
-    if stack.usable and stack.wanted and not sum(stack.counts):
+    if configured is False:
         return "incomplete"
     if stack.usable and left == 0:
         return "expired"
@@ -149,24 +201,25 @@ def most(aws: Aws, stack: AnnexStack, spent: float | None, expiry, now) -> float
     if spent is None or expiry is None:
         return None
     try:
-        rest = (
-            slots_ceiling(aws, wanted_slots(stack), expiry, stack.region, now=now).total
-            if expiry > now
-            else 0.0
-        )
+        rest = stack_ceiling(aws, stack, expiry, now=now).total if expiry > now else 0.0
     except (ConfigError, AnnexError):
         return None
     return round(spent + rest, 2)
 
 
 def add_pool_view(records: list[AnnexStatus]) -> None:
-    """Slots the pool's collector sees per annex. A pool that cannot be read or reached is said on each
-    annex, not raised."""
+    """Slots the pool's collector sees per annex, and how long its machines took to boot (one query).
+    A pool that cannot be read or reached is said on each annex, not raised."""
+    ids = [r.project_id for r in records]
     try:
-        slots = pool_slots(read_pool(), [r.project_id for r in records])
+        ads = query_slots(read_pool(), ids, MACHINE_ATTRIBUTES)
     except PoolError as error:
         for r in records:
             r.pool_error = str(error)
         return
+    counts = count_slots([ad.get("AnnexName") for ad in ads], ids)
     for r in records:
-        r.in_pool = slots.get(r.project_id, 0)
+        r.in_pool = counts.get(r.project_id, 0)
+        seen = machines([ad for ad in ads if ad.get("AnnexName") == r.project_id]).values()
+        boots = sorted(m["boot_seconds"] for m in seen if m["boot_seconds"] is not None)
+        r.boot_seconds = boots[len(boots) // 2] if boots else None

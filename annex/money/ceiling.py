@@ -1,31 +1,31 @@
-"""The most an annex may cost: instances × highest hourly price × hours until the expiry.
+"""The most an annex may cost: its instances at the highest price the group may pay, until the expiry.
 
-A reference's spot price cap bounds its price exactly; otherwise the price is AWS's published on-demand
-price (annex/money/prices.py); where no price can be had, the user names one with --max-price rather than
-have us guess. EC2 bills Linux instances per second with a 60-second minimum, so fractional hours count
-as such.
+The group picks among several instance types, so the ceiling counts the most expensive of them: an
+on-demand instance at the highest on-demand price of the allowed types, a spot instance at its cap (it
+never costs more, nor more than the on-demand price). Prices come from the set-up (read by the
+administrator once) or AWS's Price List (annex/money/prices.py); where no price can be had the user names
+one with --max-price rather than have us guess. EC2 bills Linux instances per second with a 60-second
+minimum, so fractional hours count as such.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from ..config.request import split_instances
-from ..errors import ConfigError
+from ..config.request import Market
+from ..errors import ConfigError, SetupError
 from ..text import usd
-from .prices import on_demand_price
 
 MINIMUM_BILLED_SECONDS = 60
 
 
 @dataclass(frozen=True)
 class CeilingItem:
-    """One reference's share of the ceiling: count × price × hours."""
+    """One share of the ceiling: count × price × hours."""
 
     count: int
-    instance_type: str
+    what: str  # "on-demand, the dearest of 12 types (m6in.large)" / "spot, at its cap"
     price: float  # USD per instance-hour
     source: str  # where the price came from
     hours: float
@@ -45,13 +45,9 @@ class Ceiling:
 
 
 @dataclass(frozen=True)
-class Slot:
-    """Instances launched from one reference: how many, of which type, at which spot cap (None: on-demand)."""
-
-    name: str
-    instance_type: str
-    count: int
-    spot_price: float | None = None
+class Price:
+    usd: float | None  # per instance-hour; None: unknown
+    source: str  # where it came from, or why there is none
 
 
 def billed_hours(seconds: float) -> float:
@@ -61,99 +57,59 @@ def billed_hours(seconds: float) -> float:
     return max(seconds, MINIMUM_BILLED_SECONDS) / 3600
 
 
-def config_slots(config) -> list[Slot]:
-    return [
-        Slot(ref.name, ref.instance_type, count, float(ref.spot_price) if ref.spot_price else None)
-        for ref, count in zip(config.references, config.counts, strict=False)
-    ]
-
-
-def stack_slots(stack) -> list[Slot]:
-    """The annex's instances as its stack asks for them (an AnnexStack): Count{i}, InstanceType{i}, SpotPrice{i}."""
-    slots = []
-    for i, count in enumerate(stack.counts, start=1):
-        spot = stack.parameters.get(f"SpotPrice{i}") or ""
-        slots.append(
-            Slot(
-                f"reference {i}",
-                stack.parameters.get(f"InstanceType{i}") or "",
-                count,
-                float(spot) if spot else None,
-            )
+def highest(prices: dict[str, Price], max_price: float | None) -> tuple[float, str, str, bool]:
+    """(USD, instance type, source, exact) of the dearest type; a type without a price takes --max-price."""
+    if not prices:
+        raise SetupError("the annex's instance types are not known (its set-up cannot be read), so neither is what it may cost")
+    known = {kind: p for kind, p in prices.items() if p.usd is not None}
+    missing = sorted(kind for kind in prices if kind not in known)
+    if missing and max_price is None:
+        why = prices[missing[0]].source
+        raise ConfigError(
+            "max_price",
+            f"is needed: {missing[0]} may be launched on-demand and {why}; give the most you expect to pay "
+            f"per instance-hour, e.g. --max-price 0.50",
         )
-    return slots
+    candidates = [(p.usd, kind, p.source, True) for kind, p in known.items()]
+    candidates += [(max_price, kind, "your --max-price", False) for kind in missing]
+    usd_, kind, source, _ = max(candidates)
+    return usd_, kind, source, not missing  # a type priced by the user's guess makes the whole ceiling a guess
 
 
-def wanted_slots(stack) -> list[Slot]:
-    """As stack_slots, but with the instances the user asked for when the stack has none yet (an
-    interrupted create)."""
-    slots = stack_slots(stack)
-    if sum(s.count for s in slots) or not stack.wanted:
-        return slots
-    return [
-        Slot(s.name, s.instance_type, n, s.spot_price)
-        for s, n in zip(slots, split_instances(stack.wanted, len(slots)), strict=False)
-    ]
+def needs_prices(market: Market, instances: int) -> bool:
+    """Whether the ceiling needs the on-demand prices: some instance is on-demand, or spot without a
+    cap (whose cap is then the on-demand price)."""
+    on_demand = market.on_demand(instances)
+    return on_demand > 0 or (instances > on_demand and market.spot_max_price is None)
 
 
-def ceiling(aws, config, max_price=None, budget=None, now=None) -> Ceiling:
-    """The most `config` (an AnnexConfig) can cost from now to its expiry; refuses a ceiling over --budget."""
-    return slots_ceiling(
-        aws, config_slots(config), config.expiry, config.region, max_price, budget, now
-    )
-
-
-def extension_ceiling(aws, stack, new_expiry, max_price=None, budget=None, now=None) -> Ceiling:
-    """The most a running annex can cost from now to `new_expiry`, for the instances it asks for."""
-    return slots_ceiling(aws, wanted_slots(stack), new_expiry, stack.region, max_price, budget, now)
-
-
-def slots_ceiling(aws, slots, expiry, region, max_price=None, budget=None, now=None) -> Ceiling:
-    max_price = positive_usd("max_price", max_price, "USD per instance-hour")
-    budget = positive_usd("budget", budget, "USD")
+def fleet_ceiling(prices: dict[str, Price], market: Market, instances: int, expiry: datetime, *,
+                  max_price: float | None = None, budget: float | None = None,
+                  now: datetime | None = None) -> Ceiling:  # fmt: skip
+    """The most `instances` of the group can cost from now to `expiry`; refuses a ceiling over --budget.
+    `prices` holds every allowed type's on-demand price (only asked for when it matters)."""
     now = now or datetime.now(timezone.utc)
     hours = billed_hours((expiry - now).total_seconds())
-    total, items, exact, instances = 0.0, [], True, 0
-    for slot in slots:
-        if slot.count <= 0:
-            continue
-        price, source = slot_price(aws, slot, region, max_price, now)
-        exact = exact and source != "your --max-price"
-        cost = slot.count * price * hours
-        total += cost
-        instances += slot.count
-        items.append(CeilingItem(slot.count, slot.instance_type, price, source, hours, cost))
+    on_demand = market.on_demand(instances)
+    spot = instances - on_demand
+    items, exact = [], True
+    needs_price = needs_prices(market, instances)
+    if needs_price:
+        dearest, kind, source, exact = highest(prices, max_price)
+        what = f"the dearest of {len(prices)} type(s), {kind}" if len(prices) > 1 else kind
+    if on_demand:
+        items.append(CeilingItem(on_demand, f"on-demand, {what}", dearest, source, hours, on_demand * dearest * hours))
+    if spot:
+        if market.spot_max_price is not None:
+            cap = float(market.spot_max_price)
+            if needs_price and dearest < cap:  # never above the on-demand price, whatever the cap
+                price, label = dearest, f"spot, never above on-demand: {what}"
+            else:
+                price, source, label = cap, "spot cap", "spot, at its cap"
+        else:
+            price, label = dearest, f"spot, never above on-demand: {what}"
+        items.append(CeilingItem(spot, label, price, source, hours, spot * price * hours))
+    total = sum(item.cost for item in items)
     if budget is not None and total > budget:
-        raise ConfigError(
-            "budget", f"{usd(budget)} is less than the most this annex can cost ({usd(total)})"
-        )
+        raise ConfigError("budget", f"{usd(budget)} is less than the most this annex can cost ({usd(total)})")
     return Ceiling(total, tuple(items), exact, instances, hours, expiry)
-
-
-def slot_price(
-    aws, slot: Slot, region: str, max_price: float | None, now: datetime
-) -> tuple[float, str]:
-    if slot.spot_price is not None:
-        return slot.spot_price, "spot price cap"
-    price, why = on_demand_price(aws, slot.instance_type, region, now)
-    if price is not None:
-        return price, why
-    if max_price is not None:
-        return max_price, "your --max-price"
-    raise ConfigError(
-        "max_price",
-        f"is needed: {slot.name} ({slot.instance_type}) is on-demand and {why}; give the most you expect to pay "
-        f"per instance-hour, e.g. --max-price 0.50",
-    )
-
-
-def positive_usd(name: str, value, unit: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        amount = float(value)
-    except (TypeError, ValueError):
-        amount = float("nan")
-    if not math.isfinite(amount) or amount <= 0:
-        raise ConfigError(name, f"{value!r} is not a positive number of {unit}")
-    return amount

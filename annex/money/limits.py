@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 from ..errors import AccessDenied, ConfigError, SetupError
 from ..names import DEFAULT_LIMITS, LIMITS_PARAMETER
-from ..text import usd
+from ..text import quote, usd
 from ..text import when as format_time
 from .ceiling import Ceiling
 
@@ -23,12 +23,27 @@ class Limits:
     max_instances: int = DEFAULT_LIMITS["max_instances"]
     max_lease: timedelta = timedelta(hours=DEFAULT_LIMITS["max_lease_hours"])
     max_ceiling: float = float(DEFAULT_LIMITS["max_ceiling_usd"])
+    max_annexes_per_user: int = DEFAULT_LIMITS["max_annexes_per_user"]
+    max_instances_per_user: int = DEFAULT_LIMITS["max_instances_per_user"]
+    max_instances_per_account: int = DEFAULT_LIMITS["max_instances_per_account"]
+    prices: dict = field(default_factory=dict, compare=False)  # the set-up's on-demand prices, by type
     region: str = ""
     project_id: str | None = None
     source: str = "the defaults"  # or the SSM parameter's name
     document: dict = field(
         default_factory=dict, compare=False
     )  # as stored, to show how to change it
+
+
+WHOLE = ("max_instances", "max_annexes_per_user", "max_instances_per_user", "max_instances_per_account")
+
+
+def prices_of(recorded) -> dict:
+    """The set-up's recorded on-demand prices ({type: USD}), the ones that are positive numbers."""
+    if not isinstance(recorded, dict):
+        return {}
+    return {k: float(v) for k, v in recorded.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0}  # fmt: skip
 
 
 def limits_for(aws, project_id: str | None = None) -> Limits:
@@ -51,7 +66,7 @@ def parse_limits(text: str | None, project_id: str | None = None, region: str = 
         document = json.loads(text)
     except ValueError as error:
         raise SetupError(
-            f"{where} is not JSON ({error}); an administrator fixes it with 'condor_annex setup'"
+            f"{where} is not JSON ({error}); an administrator fixes it by running: condor_annex setup"
         ) from None
     if not isinstance(document, dict):
         raise SetupError(f"{where} must be a JSON object such as {json.dumps(DEFAULT_LIMITS)}")
@@ -72,14 +87,17 @@ def parse_limits(text: str | None, project_id: str | None = None, region: str = 
             or value <= 0
         ):
             raise SetupError(f"{where}: {key} is {json.dumps(value)}; it must be a positive number")
-    if values["max_instances"] != int(values["max_instances"]):
-        raise SetupError(
-            f"{where}: max_instances is {values['max_instances']}; it must be a whole number"
-        )
+    for key in WHOLE:
+        if values[key] != int(values[key]):
+            raise SetupError(f"{where}: {key} is {values[key]}; it must be a whole number")
     return Limits(
         max_instances=int(values["max_instances"]),
         max_lease=timedelta(hours=values["max_lease_hours"]),
         max_ceiling=float(values["max_ceiling_usd"]),
+        max_annexes_per_user=int(values["max_annexes_per_user"]),
+        max_instances_per_user=int(values["max_instances_per_user"]),
+        max_instances_per_account=int(values["max_instances_per_account"]),
+        prices=prices_of(document.get("prices")),
         region=region,
         project_id=project_id,
         source=LIMITS_PARAMETER,
@@ -95,6 +113,7 @@ def check_limits(
     *,
     created: datetime | None = None,
     now: datetime | None = None,
+    field: str = "instances",
 ) -> None:
     """Refuse, with the numbers, a request beyond the administrator's limits. No flag bypasses this.
 
@@ -105,24 +124,60 @@ def check_limits(
     now = now or datetime.now(timezone.utc)
     start = created or now
     region = f" in {limits.region}" if limits.region else ""
-    raise_it = "or ask your administrator to raise the limit"
     if instances > limits.max_instances:
+        raise_it = how_to_raise(limits, "max_instances", instances)
         raise ConfigError(
-            "instances",
+            field,
             f"{instances} is more than the limit of {limits.max_instances} instances per annex{region}; ask for fewer, {raise_it}",
         )
     if expiry is not None and expiry - start > limits.max_lease:
         longest = limits.max_lease.total_seconds() / 3600
         latest = start + limits.max_lease
         since = "from its creation " if created else ""
+        needed = math.ceil((expiry - start).total_seconds() / 3600)
         raise ConfigError(
             "expiry",
             f"{format_time(expiry)} is beyond the longest lease{region}, {longest:g} hours {since}(until "
-            f"{format_time(latest)}); choose an earlier time, {raise_it}",
+            f"{format_time(latest)}); choose an earlier time, {how_to_raise(limits, 'max_lease_hours', needed)}",
         )
     if ceiling is not None and ceiling.total > limits.max_ceiling:
+        raise_it = how_to_raise(limits, "max_ceiling_usd", math.ceil(ceiling.total))
         raise ConfigError(
             "budget",
             f"this annex could cost up to {usd(ceiling.total)}, more than the limit of {usd(limits.max_ceiling)} per "
             f"annex{region}; ask for fewer instances or an earlier expiry, {raise_it}",
         )
+
+
+def check_share(limits: Limits, instances: int, mine: list[int], field: str = "instances") -> None:
+    """Refuse an annex that would give its owner more annexes or instances than a user may have.
+    `mine` is the instances of each of the owner's other live annexes. (The account's total is checked
+    where every annex can be counted: the set-up's admission function.)"""
+    region = f" in {limits.region}" if limits.region else ""
+    if len(mine) + 1 > limits.max_annexes_per_user:
+        raise ConfigError(
+            "project_id",
+            f"you have {len(mine)} annexes{region} already, the most a user may have is {limits.max_annexes_per_user}; "
+            f"delete one first, {how_to_raise(limits, 'max_annexes_per_user', len(mine) + 1)}",
+        )
+    total = instances + sum(mine)
+    if total > limits.max_instances_per_user:
+        raise ConfigError(
+            field,
+            f"your annexes{region} would hold {total} instances, more than the {limits.max_instances_per_user} a user "
+            f"may have; ask for fewer, {how_to_raise(limits, 'max_instances_per_user', total)}",
+        )
+
+
+def how_to_raise(limits: Limits, key: str, value) -> str:
+    """Who raises a limit. Where no administrator's set-up wrote the limits (the built-in defaults apply,
+    as on an account prepared by hand), nobody else will: say how to raise it there, with `value`."""
+    ask = "or ask your administrator to raise the limit"
+    if limits.source == LIMITS_PARAMETER:
+        return ask
+    where = f" --region {limits.region}" if limits.region else ""
+    document = quote(json.dumps({key: value}))
+    return (
+        f"{ask}; no set-up here, so to raise it: aws ssm put-parameter{where} "
+        f"--name {LIMITS_PARAMETER} --type String --overwrite --value {document}, or run condor_annex setup"
+    )

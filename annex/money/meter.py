@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from .ceiling import billed_hours, stack_slots
+from .ceiling import MINIMUM_BILLED_SECONDS, billed_hours
 from .prices import on_demand_price
 
 ENDED_STATES = ("shutting-down", "terminated", "stopping", "stopped")  # EC2 bills none of these
 
 
-def stack_prices(aws, stack, now: datetime | None = None) -> dict[str, float | None]:
-    """The most an hour of each of the annex's instance types costs: its spot cap, else the on-demand price
-    (None where unknown). Used to run the meter in `status`; never raises for a missing price."""
-    region = stack.region
-    prices: dict[str, float | None] = {}
-    for slot in stack_slots(stack):
-        if slot.spot_price is not None:
-            price = slot.spot_price
+def instance_prices(aws, stack, instances, known: dict | None = None, now: datetime | None = None) -> dict:
+    """{(instance type, "spot" | "on-demand"): the most an hour of it costs, or None where unknown}, for the
+    instances the annex's group launched (it picks among several types): an on-demand hour at its price,
+    a spot hour at its cap, and never above the on-demand price. `known`: the set-up's recorded prices."""
+    cap = stack.market.spot_max_price
+    prices: dict = {}
+    for kind in sorted({i.get("InstanceType") for i in instances if i.get("InstanceType")}):
+        if known and kind in known:
+            on_demand = float(known[kind])
         else:
-            price = on_demand_price(aws, slot.instance_type, region, now)[0]
-        known = prices.get(slot.instance_type, 0.0)
-        prices[slot.instance_type] = None if price is None or known is None else max(price, known)
+            on_demand = on_demand_price(aws, kind, stack.region, now)[0]
+        prices[(kind, "on-demand")] = on_demand
+        spot = [p for p in (on_demand, float(cap) if cap else None) if p is not None]
+        prices[(kind, "spot")] = min(spot) if spot else None
     return prices
+
+
+def market_of(instance: dict) -> str:
+    """EC2 marks a spot instance with InstanceLifecycle "spot"; an on-demand one carries none."""
+    return "spot" if instance.get("InstanceLifecycle") == "spot" else "on-demand"
 
 
 def spent(
@@ -34,7 +41,7 @@ def spent(
     `groups_instances` is EC2's instance descriptions (an annex's `fleet.FleetState.instances`), flat or as
     {group name: [instances]}. Running instances count until `now`; ended ones until the time EC2 gives in
     their StateTransitionReason (else the 60-second minimum). USD is an upper bound (spot at its cap), and
-    None when some instance's price is unknown.
+    None when some instance's price is unknown. `prices` is `instance_prices`'s.
     """
     now = now or datetime.now(timezone.utc)
     if isinstance(groups_instances, dict):
@@ -43,7 +50,7 @@ def spent(
     for instance in groups_instances:
         billed = billed_hours(run_seconds(instance, now))
         hours += billed
-        price = prices.get(instance.get("InstanceType"))
+        price = prices.get((instance.get("InstanceType"), market_of(instance)))
         if price is None:
             known = False
         else:
@@ -58,7 +65,8 @@ def run_seconds(instance: dict, now: datetime) -> float:
     state = (instance.get("State") or {}).get("Name", "running")
     end = now
     if state in ENDED_STATES:
-        end = transition_time(instance.get("StateTransitionReason", "")) or launched
+        ended = transition_time(instance.get("StateTransitionReason", ""))
+        end = ended or launched + timedelta(seconds=MINIMUM_BILLED_SECONDS)  # no time given: the minimum
     return max(0.0, (min(end, now) - launched).total_seconds())
 
 

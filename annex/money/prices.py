@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import AwsError
+from .ceiling import Price
+from ..text import plain
 
 CACHE_SECONDS = 24 * 3600
 
@@ -27,31 +29,61 @@ def cache_path() -> Path:
 
 
 def on_demand_price(
-    aws, instance_type: str, region: str, now: datetime | None = None
+    aws, instance_type: str, region: str, now: datetime | None = None, fetched: dict | None = None
 ) -> tuple[float | None, str]:
-    """(USD per hour, where it came from), or (None, why there is none). Never raises for a missing price."""
+    """(USD per hour, where it came from), or (None, why there is none). Never raises for a missing price.
+    A price fetched now is cached; with `fetched` (a plan, which writes nothing) it is put there instead,
+    for `remember` to cache once the plan is carried out."""
     stamp = now.timestamp() if now else time.time()
     key = f"{region}/{instance_type}"
-    prices = read_cache()
-    entry = prices.get(key)
-    if isinstance(entry, dict) and 0 <= stamp - float(entry.get("fetched", -1e18)) < CACHE_SECONDS:
-        return float(entry["usd"]), "on-demand, AWS Price List, cached"
+    cached = fresh_price(read_cache().get(key), stamp)
+    if cached is not None:
+        return cached, "on-demand, AWS Price List, cached"
     try:
         documents = aws.pricing.price_list(instance_type, region)
-    except (
-        AwsError
-    ) as error:  # AccessDenied included: a user may not be allowed pricing:GetProducts
-        said = " ".join(str(error).split())
-        return (
-            None,
-            f"AWS's Price List API gave no price ({said[:200]}{'…' if len(said) > 200 else ''})",
-        )
+    except AwsError as error:
+        # AccessDenied included (a user may not be allowed pricing:GetProducts); a proxy or a captive
+        # portal may answer with a whole HTML page: one short line of it
+        return None, f"AWS's Price List API gave no price ({plain(error, 120)})"
     price = parse_price_list(documents)
     if price is None:
         return None, f"AWS's Price List has no on-demand Linux price for it in {region}"
-    prices[key] = {"usd": price, "fetched": stamp}
-    write_cache(prices)
+    if fetched is None:
+        remember({key: {"usd": price, "fetched": stamp}})
+    else:
+        fetched[key] = {"usd": price, "fetched": stamp}
     return price, "on-demand, AWS Price List"
+
+
+def fresh_price(entry, stamp: float) -> float | None:
+    """A cache entry's price while it is less than a day old; None for a stale or malformed one (a cache
+    written by hand or by another version is only a cache)."""
+    try:
+        price, fetched = float(entry["usd"]), float(entry["fetched"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (math.isfinite(price) and price > 0 and 0 <= stamp - fetched < CACHE_SECONDS):
+        return None
+    return price
+
+
+def remember(fetched: dict) -> None:
+    """Add prices fetched by a plan to the cache."""
+    if fetched:
+        write_cache(read_cache() | fetched)
+
+
+def type_prices(aws, types, region: str, known: dict | None = None, now: datetime | None = None,
+                fetched: dict | None = None):  # fmt: skip
+    """{instance type: Price} for the types a group may launch: the set-up's recorded price where it has
+    one, else AWS's (cached a day)."""
+    found = {}
+    for kind in dict.fromkeys(types):
+        if known and kind in known:
+            found[kind] = Price(float(known[kind]), "on-demand, recorded by the set-up")
+        else:
+            found[kind] = Price(*on_demand_price(aws, kind, region, now, fetched))
+    return found
 
 
 def parse_price_list(documents) -> float | None:

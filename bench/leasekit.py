@@ -35,14 +35,17 @@ from botocore.exceptions import ClientError  # noqa: E402
 
 from annex.aws.session import Aws# noqa: E402
 from annex.names import LEASE_SUFFIX, LIMITS_PARAMETER, SETUP_STACK, SWEEP_FUNCTION  # noqa: E402
-from tests.support import sandbox  # noqa: E402
+from annex.standin.account import prepare_account  # noqa: E402
+from annex.standin.pool import write_pool  # noqa: E402
+from annex.standin.server import moto_server  # noqa: E402
 
 REGION = "us-east-1"
 FAKETIME = shutil.which("faketime") or "/usr/bin/faketime"
 LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") + glob.glob("/usr/lib/faketime/libfaketime.so.1"))), None)
 # The administrator's limits on a hand-made account (`setup` writes the same parameter): large enough for
 # annexes of 1,000 instances that end in 2031.
-WIDE_LIMITS = {"max_instances": 5000, "max_lease_hours": 100_000, "max_ceiling_usd": 1_000_000_000}
+WIDE_LIMITS = {"max_instances": 5000, "max_lease_hours": 100_000, "max_ceiling_usd": 1_000_000_000,
+               "max_annexes_per_user": 1000, "max_instances_per_user": 100_000, "max_instances_per_account": 100_000}
 SPOT = "0.05"  # every reference's spot price cap: the cost ceiling needs no price list
 
 # Run in the child: count every AWS call (per service.Operation) through hooks on boto3's default session
@@ -156,21 +159,22 @@ def account(work: Path, movable_clock: bool = False):
         clock = work / "server-clock"
         clock.write_text("+0\n")
         extra = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": str(clock), "FAKETIME_NO_CACHE": "1"}
-    with open(work / "moto.log", "w") as log, sandbox.moto_server(extra, log=log) as url:
+    with open(work / "moto.log", "w") as log, moto_server(extra, log=log) as url:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ANNEX_", "FAKETIME", "LEASE_")) and k not in ("LD_PRELOAD", "PYTHONPATH")}
         env.update(
             AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION,
             AWS_CONFIG_FILE=str(work / "aws-config"), AWS_SHARED_CREDENTIALS_FILE=str(work / "aws-credentials"),
-            HOME=str(work), XDG_CACHE_HOME=str(work / "cache"), CONDOR_CONFIG=str(sandbox.write_pool(work / "pool")),
+            HOME=str(work), XDG_CACHE_HOME=str(work / "cache"), CONDOR_CONFIG=str(write_pool(work / "pool")),
         )
         yield Account(url, work, env, clock)
 
 
 def hand_made(acct: Account, references: int = 8) -> Account:
-    """Prepare the account as the seed's Quick Start has an administrator do it by hand (sandbox), with
-    `references` launch templates and limits wide enough for 1,000 instances until 2031."""
+    """Prepare the account as the seed's Quick Start has an administrator do it by hand
+    (annex.standin.account), with `references` launch templates and limits wide enough for 1,000
+    instances until 2031."""
     with acct.active():
-        made = sandbox.prepare_account(REGION, [("m5.large", SPOT)] * references)
+        made = prepare_account(REGION, [("m5.large", SPOT)] * references)
         acct.image = made["image"]
         acct.aws().client("ssm").put_parameter(Name=LIMITS_PARAMETER, Type="String", Value=json.dumps(WIDE_LIMITS))
     return acct
@@ -178,14 +182,20 @@ def hand_made(acct: Account, references: int = 8) -> Account:
 
 def set_up(acct: Account, max_lease_hours: float = 168, max_instances: int = 2000, instance_types=("m5.large", "c5.large")) -> Account:
     """Prepare the account with `condor_annex setup` (plan_setup + execute_setup): the set-up stack with its
-    account-level lease, and the published annex templates."""
+    account-level lease, admission and published annex template. The stand-in has no Price List: the
+    types' prices are put in the price cache first, as a real account's would be fetched; and moto makes
+    no AWS::IAM::Group from a template, so the users' group is made as the stack would."""
     from annex.admin import setup
+    from annex.money.prices import read_cache, write_cache
 
     with acct.active():
         aws = acct.aws()
         acct.image = aws.client("ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        write_cache(read_cache() | {f"{REGION}/{t}": {"usd": 0.1, "fetched": time.time()} for t in instance_types})
         request = setup.SetupRequest(region=REGION, instance_types=tuple(instance_types), ami=acct.image, spot_price=SPOT,
-                                     max_instances=max_instances, max_lease_hours=max_lease_hours, key_file=str(acct.work / "key.pem"))
+                                     max_instances=max_instances, max_lease_hours=max_lease_hours,
+                                     max_instances_per_user=100_000, max_instances_per_account=100_000, max_annexes_per_user=1000,
+                                     max_ceiling_usd=1_000_000_000)  # fmt: skip
         action = setup.execute_setup(setup.plan_setup(request, aws=aws), RecordingUi())
         assert action == "create", action
     return acct
@@ -207,17 +217,22 @@ class Annex:
 
 
 def create_annex(aws: Aws, project_id: str, instances: int, expiry: str | None = None, duration: str | None = None, edit=None) -> Annex:
-    """What `condor_annex create` does: plan_create, then execute_create (create asking for no instances,
-    upload the configuration, update the counts). `edit(plan)` may change the plan first, as someone
-    calling CloudFormation directly could (e.g. an expiry beyond the administrator's limits)."""
+    """What `condor_annex create` does: plan_create, then execute_create (one stack asking for every
+    instance, the configuration uploaded as soon as its bucket exists). `edit(plan)` may change the plan
+    first, as someone calling CloudFormation directly could (e.g. an expiry beyond the administrator's limits)."""
+    from annex.admin.users import add_project
     from annex.lifecycle import create as lifecycle
+    from annex.lifecycle.launch import execute_create
 
-    plan = lifecycle.plan_create(lifecycle.CreateRequest(project_id, instances, expiry=expiry, duration=duration), aws=aws)
+    if aws.stacks.setup() is not None:  # a published annex launches with its project's identity, made once
+        add_project(project_id, aws.region, aws=aws)
+    plan = lifecycle.plan_create(lifecycle.CreateRequest(project_id, instances, expiry=expiry, duration=duration,
+                                                         max_price=0.5), aws=aws)
     if edit:
         edit(plan)
-    created = lifecycle.execute_create(plan, RecordingUi())
+    created = execute_create(plan, RecordingUi(), sleep=lambda s: None)
     stack = created.stack
-    assert stack.status == "UPDATE_COMPLETE" and created.launched == instances, (stack.status, created.launched)
+    assert stack.status == "CREATE_COMPLETE" and created.watched.launched == instances, (stack.status, created.watched)
     annex = Annex(project_id, stack.name, stack.id, stack.groups, stack.bucket, stack.parameters["Expiry"], plan.published)
     annex.function = deployed_lease(aws, annex)
     return annex
