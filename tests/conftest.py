@@ -27,6 +27,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.aws)
 
 
+@pytest.fixture(autouse=True)
+def iam_settles_at_once(monkeypatch):
+    """The first create in a hand-made account waits for IAM's eventual consistency; the stand-ins are
+    consistent at once (a subprocess is told by CONDOR_ANNEX_IAM_SETTLE_SECONDS in aws_env)."""
+    monkeypatch.setattr("annex.lifecycle.launch.IAM_SETTLE_SECONDS", 0)
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     with standin.moto_server() as url:

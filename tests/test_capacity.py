@@ -103,7 +103,8 @@ def stalled(kind: str) -> FakeAws:
 
     def create(name, *args, **kwargs):
         stack_id = original(name, *args, **kwargs)
-        fake.activities_for[name] = [failed(WORDS[kind], minutes_ago=-1)]
+        # dated by the wall clock: create ignores activities older than its own start, and NOW is import time
+        fake.activities_for[name] = [failed(WORDS[kind]) | {"StartTime": datetime.now(timezone.utc) + timedelta(seconds=1)}]
         return stack_id
 
     fake.create_stack = create
@@ -135,6 +136,7 @@ def test_create_stops_waiting_at_once_on_a_problem_only_a_person_can_fix(pool, k
 
 
 def test_create_waits_a_bounded_time_for_capacity_that_may_come_back(pool, monkeypatch):
+    monkeypatch.setattr("annex.lifecycle.launch.IAM_SETTLE_SECONDS", 10)
     fake = stalled("no-spot-capacity")
     clock = Clock()
     monkeypatch.setattr(capacity.time, "monotonic", clock)

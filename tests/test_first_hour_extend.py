@@ -70,7 +70,7 @@ def test_duration_counts_from_now_as_htcondors_does(aws, env):
 @pytest.mark.parametrize("yes", [[], ["--yes"]], ids=["asked", "with-yes"])
 def test_a_duration_that_would_end_the_annex_earlier_is_refused_even_with_yes(aws, env, yes):
     fake = aws["us-east-1"]
-    planned = NOW + timedelta(hours=61)
+    planned = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=61)  # not NOW (import time): the CLI measures from its own now
     fake.add_stack(PROJECT, expiry=planned)
     line = one_line(run_cli("extend", "--project-id", PROJECT, "--duration", "12h", *yes, env=env), 2)
     assert line.startswith("condor_annex: --duration 12h would end the annex 49.0 hours earlier than now planned (")
@@ -80,7 +80,7 @@ def test_a_duration_that_would_end_the_annex_earlier_is_refused_even_with_yes(aw
 
 def test_an_expiry_earlier_than_planned_is_refused_naming_expiry(aws, env):
     fake = aws["us-east-1"]
-    fake.add_stack(PROJECT, expiry=NOW + timedelta(hours=20))
+    fake.add_stack(PROJECT, expiry=datetime.now(timezone.utc) + timedelta(hours=20))
     line = one_line(run_cli("extend", "--project-id", PROJECT, "--expiry", "+2h", "--yes", env=env), 2)
     assert line.startswith("condor_annex: --expiry '+2h' would end the annex 18.0 hours earlier") and "--shorten" in line
     assert "--by" in line and fake.mutations() == []

@@ -37,7 +37,6 @@ def account(aws_env, image, tmp_path, monkeypatch) -> dict:
     """The moto account prepared as annex/standin/account.py prepare_account does, the seed's Quick Start by hand
     (launch templates HTCondorAnnex-1..3 with spot caps $0.05, $0.04 and $0.10: the annex's cap is the dearest,
     $0.10), and a pool configuration; the CLI runs in this process."""
-    monkeypatch.setattr("annex.lifecycle.launch.IAM_SETTLE_SECONDS", 0)  # moto is consistent at once
     ec2 = client("ec2")
     ec2.create_key_pair(KeyName=SETUP_NAME)
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]

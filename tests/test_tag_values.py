@@ -23,7 +23,7 @@ import regex
 from annex.aws.views import Caller
 from annex.config.request import AnnexConfig, CreateInput, validate_project_id
 from annex.errors import ConfigError
-from annex.interface import from_tag_value, tag_value
+from annex.interface import from_tag_value, stack_name, tag_value
 from annex.lifecycle.create import stack_tags
 from annex.names import TAG_OWNER, TAG_OWNER_NAME, TAG_PROJECT, TAG_VALUE_MAX
 from annex.template.annex import RESOURCE_TYPES, inline_template, published_template
@@ -214,11 +214,21 @@ def test_the_owner_tag_is_the_callers_userid_as_iam_writes_it_and_reaches_no_iam
 def test_setup_add_user_tags_the_user_with_the_tag_safe_project_id(tmp_path):
     """IAM users take IAM's pattern; the user policy compares the stack's project tag (tag_value) with the
     user's (aws:PrincipalTag): the two must be written alike."""
-    from annex.admin.users import AddUserPlan, execute_add_user
+    from annex.admin.users import AddUserPlan, Project, execute_add_user
 
-    made = {}
+    made, roles = {}, {}
 
     class Iam:
+        def role(self, name):
+            return roles.get(name)
+
+        def profile(self, name):
+            return None
+
+        def ensure_instance_identity(self, name, path, tags, boundary_arn=None):
+            roles[name] = {"Path": path, "Tags": tags}
+            return True
+
         def create_user(self, name, group, tags):
             made.update(name=name, group=group, tags=tags)
             return {"AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": "secret"}
@@ -227,5 +237,7 @@ def test_setup_add_user_tags_the_user_with_the_tag_safe_project_id(tmp_path):
         iam = Iam()
 
     for n, text in enumerate(["Smith (2024)", "a=b", "TheNeeds-MooreLab"]):
-        execute_add_user(AddUserPlan(f"user{n}", text, tmp_path / f"user{n}", "us-east-1", Aws()))
+        project = Project(text, stack_name(text), False, "arn:aws:iam::123456789012:policy/HTCondorAnnexRoleBoundary")
+        execute_add_user(AddUserPlan(f"user{n}", project, tmp_path / f"user{n}", "us-east-1", Aws()))
         assert made["tags"] == {TAG_PROJECT: tag_value(text)} and regex.fullmatch(IAM_PATTERN, tag_value(text))
+        assert roles[stack_name(text)]["Tags"] == made["tags"]  # the project role carries the same tag

@@ -116,4 +116,4 @@ def resolve_collectors(given, recorded: tuple[str, ...], condor_config: str | No
     found = collector(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     if found.lower().startswith(LOCAL):
         return (), f"none (the pool's collector {found} is not reachable from AWS)"
-    return (found,), f"the pool's ({pool.config_file})"
+    return (found,), f"the pool's, from {pool.config_file}"

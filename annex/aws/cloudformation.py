@@ -163,11 +163,14 @@ class Stacks:
     def wait(self, stack_id: str, done, on_event=None, first=0.2, longest=5.0) -> AnnexStack:
         """Poll until `done(status)` holds, with backoff from `first` to `longest` seconds. `on_event` sees
         each new stack event once, oldest first. Returns the final stack."""
-        seen, delay = set(), first
+        seen, delay, polls = set(), first, 0
         while True:
             stack = self.get(stack_id)
             if on_event:
-                fresh = [e for e in reversed(self.events(stack_id)) if e["EventId"] not in seen]
+                events = list(reversed(self.events(stack_id)))
+                if polls == 0:  # what earlier operations (the create, an extension) did is not news
+                    events = events[operation_start(events):]
+                fresh = [e for e in events if e["EventId"] not in seen]
                 for event in fresh:
                     seen.add(event["EventId"])
                     on_event(event)
@@ -175,6 +178,7 @@ class Stacks:
                     delay = first
             if done(stack.status):
                 return stack
+            polls += 1
             time.sleep(delay)
             delay = min(longest, delay * 1.6)
 
@@ -259,3 +263,15 @@ class Stacks:
             return None
         found = AnnexStack.parse(stack)
         return SetupView(found.status, found.outputs, found.id)
+
+
+OPERATION_STARTS = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "IMPORT_IN_PROGRESS")
+
+
+def operation_start(events: list[dict]) -> int:
+    """The index (events oldest first) of the stack's own event that began its latest operation; 0 if none."""
+    for i in range(len(events) - 1, -1, -1):
+        e = events[i]
+        if e.get("LogicalResourceId") == e.get("StackName") and e.get("ResourceStatus") in OPERATION_STARTS:
+            return i
+    return 0

@@ -167,6 +167,8 @@ def collector_check(aws: Aws, account: Account, pool: Pool, now: float) -> Colle
         return CollectorCheck(address, None, f"not checked: you may not read {COLLECTOR_PARAMETER}")
     answers = (parse_answer(text) or {}).get("collectors", {})
     answer = answers.get(address) or answers.get(f"{host.lower()}:{port}")
+    if answer is None and address.lower() in {c.lower() for c in (account.settings.collectors if account.settings else ())}:
+        return CollectorCheck(address, None, "not known yet: the set-up's probe has not answered for it yet (it runs on a schedule)")
     if answer is None:
         return CollectorCheck(address, None, "not checked: the set-up does not probe this collector "
                               "(an administrator adds it with 'condor_annex setup --collector')")  # fmt: skip

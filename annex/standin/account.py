@@ -31,7 +31,7 @@ def prepare_account(region: str | None = None, references=REFERENCES, subnets: i
         )
         subnet_ids.append(subnet["Subnet"]["SubnetId"])
     ec2.create_tags(Resources=subnet_ids, Tags=[{"Key": "Name", "Value": SETUP_NAME}])
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = linux_image(ec2)
     for i, (instance_type, spot) in enumerate(references, start=1):
         data = {
             "ImageId": image,
@@ -45,3 +45,9 @@ def prepare_account(region: str | None = None, references=REFERENCES, subnets: i
             }
         ec2.create_launch_template(LaunchTemplateName=f"{SETUP_NAME}-{i}", LaunchTemplateData=data)
     return {"region": aws.region, "vpc": vpc, "subnets": subnet_ids, "image": image}
+
+
+def linux_image(ec2) -> str:
+    """An Amazon Linux 2 image of the stand-in's catalogue (its first image is Windows), else its first."""
+    found = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-*"]}])["Images"]
+    return (found or ec2.describe_images(Owners=["amazon"])["Images"])[0]["ImageId"]

@@ -7,10 +7,11 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from annex.standin.account import prepare_account
+from annex.standin.account import linux_image, prepare_account
 from annex.standin.pool import write_pool
 from annex.standin.server import moto_server
 
@@ -53,15 +54,26 @@ def lifecycle(work: Path) -> str:
     return account["vpc"]
 
 
+def seed_prices(usd_per_hour: dict) -> None:
+    """The stand-in has no Price List API: the set-up's on-demand prices (us-east-1 Linux list prices) are put
+    in condor_annex's price cache, where a real account's answers would be kept."""
+    from annex.money.prices import read_cache, write_cache
+
+    now = time.time()
+    write_cache(read_cache() | {f"us-east-1/{kind}": {"usd": usd, "fetched": now} for kind, usd in usd_per_hour.items()})
+    print(f"demo: (the stand-in has no Price List API: on-demand prices {usd_per_hour} USD/h are put in the price cache)")
+
+
 def administrators_way(work: Path, vpc: str) -> None:
     """The seed's proposed first-time set-up: an administrator's one command, a user file for the doctor,
     and the doctor running the lifecycle with nothing but that file (and only within the boundary)."""
     print("\ndemo: now the administrator's way: one set-up, then a low-privilege user for the doctor.")
     ec2 = aws_client("ec2")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = linux_image(ec2)
     for template in ec2.describe_launch_templates()["LaunchTemplates"]:  # the set-up makes its own references
         ec2.delete_launch_template(LaunchTemplateId=template["LaunchTemplateId"])
     print("demo: the administrator removed the hand-made launch templates; the set-up makes its own.")
+    seed_prices({"m5.large": 0.096, "c5.large": 0.085})
     run("condor_annex", "setup", "--vpc-id", vpc, "--ami", image, "--instance-types", "m5.large,c5.large", "--spot-price", "0.05",
         "--max-instances", "32", "--max-lease-hours", "72", "--yes")
     iam = aws_client("iam")

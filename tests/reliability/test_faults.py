@@ -17,6 +17,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner
 
+from annex.pool.instance import CREDENTIAL_KEYS
 from reliability.conftest import TRANSCRIPT, cli_env, inventory, leaked, problem_lines, run_cli
 
 FAULTS = collections.Counter()
@@ -111,10 +112,18 @@ class Throttler:
         return client
 
 
-def attached(monkeypatch, stand_in):
-    """Every boto3 client made in this process from now on (annex.aws's included) goes through `stand_in`."""
+def attached(monkeypatch, stand_in, *more):
+    """Every boto3 client made in this process from now on (annex.aws's included) goes through `stand_in`
+    (and through each of `more`, functions of a client)."""
     original = boto3.session.Session.client
-    monkeypatch.setattr(boto3.session.Session, "client", lambda self, *a, **k: stand_in.attach(original(self, *a, **k)))
+
+    def client(self, *a, **k):
+        made = stand_in.attach(original(self, *a, **k))
+        for wrap in more:
+            made = wrap(made)
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
 
 
 def test_throttling_on_every_call_is_retried_and_the_lifecycle_succeeds(module_account, monkeypatch):
@@ -152,15 +161,15 @@ def test_throttling_on_every_call_is_retried_and_the_lifecycle_succeeds(module_a
 
 CREATE_REASON = ("Resource handler returned message: \"The role defined for the function cannot be assumed by Lambda. "
                  "(Service: Lambda, Status Code: 400)\" (injected)")
-UPDATE_REASON = "You have requested more vCPU capacity than your current vCPU limit of 32 allows (injected)"
+VCPU_REASON = "You have requested more vCPU capacity than your current vCPU limit of 32 allows (injected)"
 
 
 class FailingStack:
-    """One stack operation of `stack` fails: "create" (LeaseFunction CREATE_FAILED, then the stack is
-    deleted: OnFailure=DELETE) or "update" (Group1 UPDATE_FAILED, then the update is rolled back)."""
+    """The creation of `stack` fails at one resource (`logical` of `kind`, with `reason`), then the stack is
+    deleted as OnFailure=DELETE does."""
 
-    def __init__(self, stack: str, fails: str, raw):
-        self.stack, self.fails, self.raw = stack, fails, raw
+    def __init__(self, stack: str, logical: str, kind: str, reason: str, raw):
+        self.stack, self.logical, self.kind, self.reason, self.raw = stack, logical, kind, reason, raw
         self.phase, self.status, self.events, self.stack_id, self.count = "idle", None, [], None, 0
 
     def event(self, logical, kind, status, reason=None):
@@ -182,7 +191,7 @@ class FailingStack:
         ev = client.meta.events
 
         def before_write(params, model, **kw):
-            if self.mine(params) and model.name == {"create": "CreateStack", "update": "UpdateStack"}[self.fails]:
+            if self.mine(params):
                 self.phase = "started"
 
         def after_describe(parsed, **kw):
@@ -194,25 +203,16 @@ class FailingStack:
             if self.phase == "started":
                 real = self.raw.describe_stack_events(StackName=self.stack_id)["StackEvents"]
                 self.events = [e for e in real if e["ResourceStatus"].endswith("IN_PROGRESS")]
-                if self.fails == "create":
-                    self.event("LeaseFunction", "AWS::Lambda::Function", "CREATE_FAILED", CREATE_REASON)
-                    self.status, self.phase = "CREATE_IN_PROGRESS", "failing"
-                else:
-                    self.event("Group1", "AWS::AutoScaling::AutoScalingGroup", "UPDATE_FAILED", UPDATE_REASON)
-                    self.status, self.phase = "UPDATE_IN_PROGRESS", "failing"
-            elif self.phase == "failing" and self.fails == "create":
+                self.event(self.logical, self.kind, "CREATE_FAILED", self.reason)
+                self.status, self.phase = "CREATE_IN_PROGRESS", "failing"
+            elif self.phase == "failing":
                 self.event(self.stack, "AWS::CloudFormation::Stack", "DELETE_IN_PROGRESS",
-                           "The following resource(s) failed to create: [LeaseFunction]. Delete requested by user.")
+                           f"The following resource(s) failed to create: [{self.logical}]. Delete requested by user.")
+                empty_bucket(self.raw, self.stack_id)  # the CLI empties it too; CloudFormation would refuse otherwise
                 self.raw.delete_stack(StackName=self.stack_id)  # what OnFailure=DELETE does
                 self.status, self.phase = "DELETE_IN_PROGRESS", "ending"
-            elif self.phase == "failing":
-                self.event(self.stack, "AWS::CloudFormation::Stack", "UPDATE_ROLLBACK_IN_PROGRESS", "The following resource(s) failed to update: [Group1].")
-                keep = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True} for p in stack["Parameters"] if not p["ParameterKey"].startswith("Count")]
-                counts = [{"ParameterKey": p["ParameterKey"], "ParameterValue": "0"} for p in stack["Parameters"] if p["ParameterKey"].startswith("Count")]
-                self.raw.update_stack(StackName=self.stack_id, UsePreviousTemplate=True, Parameters=keep + counts, Capabilities=["CAPABILITY_IAM"])
-                self.status, self.phase = "UPDATE_ROLLBACK_IN_PROGRESS", "ending"
             elif self.phase == "ending":
-                self.status = "DELETE_COMPLETE" if self.fails == "create" else "UPDATE_ROLLBACK_COMPLETE"
+                self.status = "DELETE_COMPLETE"
                 self.event(self.stack, "AWS::CloudFormation::Stack", self.status)
                 self.phase = "ended"
                 stack.update(copy.deepcopy(self.raw.describe_stacks(StackName=self.stack_id)["Stacks"][0]))
@@ -222,53 +222,56 @@ class FailingStack:
         def before_events(params, **kw):
             if self.mine(params) and self.phase not in ("idle", "started"):
                 return AWSResponse("https://injected.invalid", 200, {}, None), {"StackEvents": list(self.events)}
+            return None
 
         ev.register_first("before-call.cloudformation.CreateStack", before_write)
-        ev.register_first("before-call.cloudformation.UpdateStack", before_write)
         ev.register("after-call.cloudformation.DescribeStacks", after_describe)
         ev.register_first("before-call.cloudformation.DescribeStackEvents", before_events)
         return client
 
 
-def test_a_stack_that_fails_mid_creation_rolls_back_completely_and_says_why(module_account, monkeypatch):
-    project = "Failing Lab"
-    before = inventory()
-    stand_in = FailingStack(stack_of(project), "create", boto3.client("cloudformation"))
-    attached(monkeypatch, stand_in)
+def empty_bucket(cloudformation, stack_id: str) -> None:
+    """What is in the stack's bucket goes (moto deletes a stack's bucket whatever it holds; AWS would not)."""
+    s3 = boto3.client("s3")
+    for resource in cloudformation.describe_stack_resources(StackName=stack_id)["StackResources"]:
+        if resource.get("ResourceType") == "AWS::S3::Bucket" and resource.get("PhysicalResourceId"):
+            for version in s3.list_object_versions(Bucket=resource["PhysicalResourceId"]).get("Versions", []):
+                s3.delete_object(Bucket=resource["PhysicalResourceId"], Key=version["Key"], VersionId=version["VersionId"])
+
+
+PUT_KEYS: list[str] = []  # every key this process's S3 clients put, in order
+
+
+def recording_puts(client):
+    if client.meta.service_model.service_name == "s3":
+        client.meta.events.register("provide-client-params.s3.PutObject", lambda params, **kw: PUT_KEYS.append(params.get("Key")))
+    return client
+
+
+@pytest.mark.parametrize("logical, kind, reason, failure", [
+    ("LeaseFunction", "AWS::Lambda::Function", CREATE_REASON, "stack failure (lease function)"),
+    ("Group", "AWS::AutoScaling::AutoScalingGroup", VCPU_REASON, "stack failure (vCPU quota)"),
+])
+def test_a_stack_that_fails_mid_creation_rolls_back_completely_and_says_why(module_account, monkeypatch, logical, kind, reason, failure):
+    project = f"Failing {logical}"
+    before, PUT_KEYS[:] = inventory(), []
+    stand_in = FailingStack(stack_of(project), logical, kind, reason, boto3.client("cloudformation"))
+    attached(monkeypatch, stand_in, recording_puts)
     result = cli("--project-id", project, "--expiry", future(2), "--instances", "2", "--yes")
     monkeypatch.undo()
-    FAULTS["stack failure (create)"] += 1
+    FAULTS[failure] += 1
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert stand_in.phase == "ended", ("the product did not wait for the rollback", stand_in.phase, result.stderr[-800:])
     assert result.exit_code == 1 and "Traceback" not in result.stderr, (result.stderr, result.exception)
     last = problem_lines(result.stderr)[-1]
-    assert last.startswith("condor_annex: creating the annex failed: LeaseFunction (AWS::Lambda::Function): ")
-    assert CREATE_REASON in last and "rolled back and nothing was left behind" in last
-    assert "configuration uploaded" not in result.stderr, "nothing is uploaded before the stack is complete"
+    assert last.startswith(f"condor_annex: creating the annex failed: {logical} ({kind}): ")
+    assert reason in last and "rolled back and nothing was left behind" in last
+    uploaded, PUT_KEYS[:] = list(PUT_KEYS), []
+    assert uploaded and not any(key in CREDENTIAL_KEYS.values() for key in uploaded), (
+        "the configuration goes up as soon as the bucket exists; the credential only once the stack is complete", uploaded)
+    assert "credential handed" not in result.stderr
     assert leaked(before, inventory()) == {}
     print(f"create failure reported as: {last}")
-
-
-def test_a_failure_starting_the_instances_leaves_an_incomplete_annex_and_says_so(module_account, monkeypatch):
-    project = "Starved Lab"
-    before = inventory()
-    stand_in = FailingStack(stack_of(project), "update", boto3.client("cloudformation"))
-    attached(monkeypatch, stand_in)
-    result = cli("--project-id", project, "--expiry", future(2), "--instances", "2", "--yes")
-    monkeypatch.undo()
-    FAULTS["stack failure (start)"] += 1
-    assert stand_in.phase == "ended", (stand_in.phase, result.stderr[-800:])
-    assert result.exit_code == 1 and "Traceback" not in result.stderr, (result.stderr, result.exception)
-    last = problem_lines(result.stderr)[-1]
-    assert last.startswith("condor_annex: starting the instances failed: Group1 (AWS::AutoScaling::AutoScalingGroup): ")
-    assert UPDATE_REASON in last and "the annex exists with no instances" in last and "run the same command again" in last
-    status = run_cli(module_account, "status", "--project-id", project, "--output", "json")
-    (record,) = json.loads(status.stdout)
-    assert record["state"] == "incomplete" and record["instances"] == {} and "condor_annex delete" in record["fix"]
-    gone = run_cli(module_account, "delete", "--project-id", project, "--yes")
-    assert gone.returncode == 0, gone.stderr
-    assert leaked(before, inventory()) == {}
-    print(f"start failure reported as: {last}")
 
 
 # --- delete racing the lease function ---------------------------------------------------------------------
