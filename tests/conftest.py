@@ -34,6 +34,12 @@ def iam_settles_at_once(monkeypatch):
     monkeypatch.setattr("annex.lifecycle.launch.IAM_SETTLE_SECONDS", 0)
 
 
+@pytest.fixture(autouse=True)
+def price_list_refusals_forgotten(monkeypatch):
+    """A Price List refusal is remembered for the process's next ten minutes; each test starts afresh."""
+    monkeypatch.setattr("annex.money.prices._REFUSED", {})
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     with standin.moto_server() as url:

@@ -11,7 +11,8 @@ from botocore.stub import Stubber
 
 from annex.errors import AwsError
 from annex.money.ceiling import Price
-from annex.money.prices import cache_path, on_demand_price, parse_price_list, remember, type_prices
+from annex.money import prices
+from annex.money.prices import cache_path, on_demand_price, parse_price_list, read_cache, remember, type_prices
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
 FRESH = "on-demand, AWS Price List"
@@ -179,10 +180,15 @@ def test_a_price_a_day_old_or_from_the_future_is_asked_again(age):
     assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW + age) == (0.2, FRESH) and len(aws.calls) == 2
 
 
-def test_no_price_is_not_cached():
+def test_no_price_is_not_cached_and_is_asked_once_a_while_per_process(monkeypatch):
     aws = FakeAws(error=AwsError("throttled"))
     assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] is None
     aws.error, aws.usd = None, {"m5.xlarge": "0.192"}
+    price, why = on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)
+    assert price is None and "throttled" in why and len(aws.calls) == 1, "the same process does not ask again at once"
+    assert read_cache() == {}, "nothing about the refusal is written: the next process asks"
+    later = prices.time.monotonic() + prices.REFUSED_SECONDS + 1
+    monkeypatch.setattr(prices.time, "monotonic", lambda: later)
     assert on_demand_price(aws, "m5.xlarge", "us-east-1", NOW)[0] == 0.192 and len(aws.calls) == 2
 
 

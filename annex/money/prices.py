@@ -39,12 +39,18 @@ def on_demand_price(
     cached = fresh_price(read_cache().get(key), stamp)
     if cached is not None:
         return cached, "on-demand, AWS Price List, cached"
+    refused = _REFUSED.get(key)
+    if refused and time.monotonic() - refused[0] < REFUSED_SECONDS:
+        return None, refused[1]
     try:
         documents = aws.pricing.price_list(instance_type, region)
     except AwsError as error:
         # AccessDenied included (a user may not be allowed pricing:GetProducts); a proxy or a captive
-        # portal may answer with a whole HTML page: one short line of it
-        return None, f"AWS's Price List API gave no price ({plain(error, 120)})"
+        # portal may answer with a whole HTML page: one short line of it. Not asked again for a while:
+        # `status` of 100 annexes of the same types would otherwise ask 100 times.
+        why = f"AWS's Price List API gave no price ({plain(error, 120)})"
+        _REFUSED[key] = (time.monotonic(), why)
+        return None, why
     price = parse_price_list(documents)
     if price is None:
         return None, f"AWS's Price List has no on-demand Linux price for it in {region}"
@@ -53,6 +59,10 @@ def on_demand_price(
     else:
         fetched[key] = {"usd": price, "fetched": stamp}
     return price, "on-demand, AWS Price List"
+
+
+REFUSED_SECONDS = 600  # how long this process takes a failed Price List answer as the answer
+_REFUSED: dict[str, tuple[float, str]] = {}  # region/type -> (when, why), this process only
 
 
 def fresh_price(entry, stamp: float) -> float | None:

@@ -70,13 +70,15 @@ def test_it_ends_any_annex(kind):
     assert allowed(WRITES[kind], arn, context), (kind, arn)
 
 
-@pytest.mark.parametrize("where", list(NOT_ANNEXES))
-@pytest.mark.parametrize("kind", list(WRITES))
+# the set-up has a stack and a bucket by annex-like names, and nothing else of the kinds
+PLACES = [(where, kind) for where in NOT_ANNEXES for kind in WRITES
+          if where != "the set-up" or kind in ("stack", "bucket", "object")]
+
+
+@pytest.mark.parametrize("where, kind", PLACES)
 def test_it_reaches_nothing_but_annexes(where, kind):
     """On anything that is not an annex's, only reads AWS cannot scope (Describe*, List*, Get* on "*")."""
     arn, context = NOT_ANNEXES[where][kind]
-    if where == "the set-up" and kind not in ("stack", "bucket", "object"):
-        pytest.skip("the set-up has a stack and a bucket by such names, nothing else")
     reaching = [a for a in actions() if allowed(a, arn, context)]
     assert all(READS.match(a) for a in reaching), (arn, [a for a in reaching if not READS.match(a)])
     if where != "the set-up":  # its stack's name is an annex's pattern: describing it is allowed, no more
