@@ -9,20 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from annex.fleet.autoscale import (
-    Bounds,
-    Decision,
-    FleetNow,
-    RoundFailed,
-    Summary,
-    Wanted,
-    budget_instances,
-    decide,
-    run_rounds,
-    wanted_from,
-)
+from annex.fleet.autoscale import Bounds, Decision, FleetNow, budget_instances, decide
+from annex.fleet.rounds import RoundFailed, Summary, Wanted, run_rounds, wanted_from
 from annex.errors import ConfigError, PoolError
-from annex.pool.queue import AnnexMachines, Demand, read_queue_json
+from annex.pool.demand import AnnexMachines, Demand
+from annex.pool.queue import read_queue_json
 from tests.support.job_ads import GIB, SIZES, job_ad, mixed_jobs, noise, write_queue
 
 NOW = datetime(2030, 12, 18, 12, 0, tzinfo=UTC)

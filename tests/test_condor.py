@@ -20,7 +20,8 @@ import classad2
 import pytest
 
 from annex.pool.config import IDTOKENS, PASSWORD, Pool, collector_address, read_pool
-from annex.pool.credential import Credential, check_annex_token, check_pool, issue_token, read_credential, read_token
+from annex.pool.credential import Credential, check_annex_token, issue_token, read_credential, read_token
+from annex.pool.joining import check_pool
 from annex.names import BUNDLE_KEY, EXPIRY_KEY
 from annex.pool.instance import (BOOTSTRAP, CONFIG_FILE, PASSWORD_FILE, PROGRAMS, SHUTDOWN_PROGRAM, TOKEN_DIR, bucket_objects, bundle,
                                  configuration_objects, default_owners, instance_config, validate_owners)

@@ -15,8 +15,9 @@ import classad2
 import pytest
 
 from annex.errors import ConfigError, PoolError
-from annex.pool import queue
-from annex.pool.queue import AnnexMachines, Demand, Job, pack_count, read_queue_json, read_schedd
+from annex.pool import demand, queue
+from annex.pool.demand import AnnexMachines, Demand, pack_count
+from annex.pool.queue import Job, read_queue_json, read_schedd
 from tests.support.job_ads import GIB, HELD, IDLE, SIZES, job_ad, mixed_jobs, noise, write_queue
 
 RECORDED_SCHEDD = Path(__file__).parent / "support" / "recorded_schedd"
@@ -211,7 +212,7 @@ def test_start_is_annex_condors_rule():
         == '(TARGET.Owner =?= "alice" || TARGET.Owner =?= "bob") && (TARGET.MayUseAWS =!= FALSE)'
     )
     assert (
-        queue.start_expression(['o"brien'])
+        demand.start_expression(['o"brien'])
         == '(TARGET.Owner =?= "o\\"brien") && (TARGET.MayUseAWS =!= FALSE)'
     )
 
@@ -269,7 +270,7 @@ def test_arch_is_matched_as_requirements_say():
     ],
 )
 def test_instance_arch(instance_type, arch):
-    assert queue.instance_arch(instance_type) == arch
+    assert demand.instance_arch(instance_type) == arch
 
 
 def test_a_request_memory_that_gives_no_number_matches_nothing(lab_a):

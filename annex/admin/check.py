@@ -217,7 +217,8 @@ def permissions_check(aws: Aws, caller, setup: SetupView | None) -> Check:
 def pool_check(condor_config: str | None) -> Check:
     """An IDTOKENS pool without a token is fine here: `create` issues or asks for one."""
     from ..pool.config import IDTOKENS, PASSWORD, read_pool
-    from ..pool.credential import check_pool, read_credential
+    from ..pool.credential import read_credential
+    from ..pool.joining import check_pool
 
     fix = "point CONDOR_CONFIG at your pool's configuration"
     try:

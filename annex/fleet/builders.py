@@ -11,8 +11,21 @@ from __future__ import annotations
 
 from importlib import resources
 
-from troposphere import AWS_NO_VALUE, AWS_REGION, AWS_STACK_NAME, Base64, FindInMap, GetAtt, If, Join, Ref, Sub, Template
-from troposphere import autoscaling, ec2
+from troposphere import (
+    AWS_NO_VALUE,
+    AWS_REGION,
+    AWS_STACK_NAME,
+    Base64,
+    FindInMap,
+    GetAtt,
+    If,
+    Join,
+    Ref,
+    Sub,
+    Template,
+    autoscaling,
+    ec2,
+)
 
 from ..names import TAG_STACK
 

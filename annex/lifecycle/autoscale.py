@@ -20,6 +20,7 @@ from ..aws.views import AnnexStack
 from ..config.request import positive_usd, whole_number
 from ..errors import AnnexError, ConfigError, PoolError
 from ..fleet import autoscale as engine
+from ..fleet import rounds
 from ..fleet.reader import read as read_fleet
 from ..money import meter
 from ..names import AUTOSCALE_KEY, TAG_BUDGET
@@ -100,19 +101,19 @@ def type_sizes(aws: Aws, types: list[str]) -> dict:
     return sizes
 
 
-def run_autoscale(plan: AutoscalePlan, report, *, clock=None, sleep=None) -> engine.Summary:
+def run_autoscale(plan: AutoscalePlan, report, *, clock=None, sleep=None) -> rounds.Summary:
     """Rounds until Ctrl-C, the expiry, or one round with --once."""
     import time
 
-    from ..pool import queue  # lazy: classad2 is imported only by this command
+    from ..pool import demand, queue  # lazy: classad2 is imported only by this command
 
     aws = plan.aws
-    annex = queue.AnnexMachines(plan.stack.project_id, plan.owners, plan.sizes)
+    annex = demand.AnnexMachines(plan.stack.project_id, plan.owners, plan.sizes)
 
-    def read_queue() -> engine.Wanted:
+    def read_queue() -> rounds.Wanted:
         jobs = (queue.read_queue_json(plan.queue_file) if plan.queue_file
                 else queue.read_schedd(plan.pool.config_file, plan.owners))  # fmt: skip
-        return engine.wanted_from(queue.Demand.of(jobs, annex), plan.sizes)
+        return rounds.wanted_from(demand.Demand.of(jobs, annex), plan.sizes)
 
     def read_fleet_now() -> engine.FleetNow:
         return fleet_now(aws, plan)
@@ -138,7 +139,7 @@ def run_autoscale(plan: AutoscalePlan, report, *, clock=None, sleep=None) -> eng
             except AnnexError:
                 pass  # status then shows an older decision; the sizing goes on
 
-    return engine.run_rounds(read_queue, read_fleet_now, set_desired, bounds_for,
+    return rounds.run_rounds(read_queue, read_fleet_now, set_desired, bounds_for,
                              clock or (lambda: datetime.now(timezone.utc)), sleep or time.sleep,
                              plan.once, plan.interval, keep)  # fmt: skip
 

@@ -36,8 +36,8 @@ from ..names import (
     TAG_PROJECT,
 )
 from ..pool.config import Pool, read_pool
-from ..pool.credential import PlannedCredential, check_planned, plan_credential
 from ..pool.instance import CREDENTIAL_KEYS, validate_owners
+from ..pool.joining import PlannedCredential, check_planned, plan_credential
 from ..template.parameters import check_parameters
 from ..text import quote
 from . import common

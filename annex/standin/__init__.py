@@ -2,7 +2,7 @@
 
 - `annex.standin.server`: moto's server started as a real HTTP process on a free loopback port
   (`moto_server`, `start_moto_server`, `stop_server`, `reset_moto`, `free_port`), with moto patched in
-  that process only (`annex/standin/moto_patches.py`): Lambda functions of zipped Python code run for
+  that process only (`annex/standin/patches/`): Lambda functions of zipped Python code run for
   real in a child interpreter, and CloudFormation custom resources are created, updated and deleted
   through them as CloudFormation does.
 - `annex.standin.account`: `prepare_account`, what the seed's Quick Start has an administrator do by hand.

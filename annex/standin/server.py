@@ -1,8 +1,8 @@
 """moto's server as a real HTTP process on a free loopback port: the stand-in for AWS that the demo, the
 bench scripts and the end-to-end tests point boto3 at through AWS_ENDPOINT_URL.
 
-The server process runs moto with the patches of annex/standin/moto_patches.py (loaded there by its
-path, so the child runs the same tree as this module): AWS's reading of a condition on an absent key in
+The server process runs moto with the patches of annex/standin/patches/ (`python -m annex.standin.patches`,
+with this tree first on its path, so the child runs the same code as this module): AWS's reading of a condition on an absent key in
 a Deny, DescribeStacks of a deleted stack that had exports, Lambda functions of zipped Python code run
 for real in a child interpreter (no docker), and CloudFormation custom resources served by them on
 create, update and delete as CloudFormation does. This module imports no moto: only the child does.
@@ -19,17 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-PATCHES = Path(__file__).resolve().with_name("moto_patches.py")
-
-# The child: load the patches by their path (argv[1]), then moto's own server with the other arguments.
-SERVER = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("annex_standin_moto", sys.argv.pop(1))
-module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = module
-spec.loader.exec_module(module)
-sys.exit(module.serve(sys.argv[1:]))
-"""
+TREE = Path(__file__).resolve().parents[2]  # the directory holding this annex package
 
 
 def free_port() -> int:
@@ -39,12 +29,13 @@ def free_port() -> int:
 
 
 def start_moto_server(extra_env: dict | None = None, log=None) -> tuple[subprocess.Popen, str]:
-    """moto's server (see SERVER) on a free loopback port, as a real HTTP process: (process, endpoint URL).
+    """moto's server (with annex.standin.patches) on a free loopback port, as a real HTTP process: (process, endpoint URL).
     Its stderr (moto's request log, and what the Lambda functions it runs print) goes to `log`."""
     port = free_port()
     # MOTO_PORT: moto builds the URLs it hands out (a custom resource's ResponseURL) from it.
-    env = {**os.environ, **(extra_env or {}), "MOTO_PORT": str(port)}
-    argv = [sys.executable, "-c", SERVER, str(PATCHES), "-H", "127.0.0.1", "-p", str(port)]
+    path = os.pathsep.join(p for p in (str(TREE), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, **(extra_env or {}), "MOTO_PORT": str(port), "PYTHONPATH": path}
+    argv = [sys.executable, "-m", "annex.standin.patches", "-H", "127.0.0.1", "-p", str(port)]
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.DEVNULL, stderr=log or subprocess.DEVNULL
     )
