@@ -3,13 +3,12 @@
     python bench/wait.py                  # stack operations that take 0, 2, 8 and 30 seconds
     python bench/wait.py --delays 0 1 --json
 
-A create is two stack operations, each followed by a wait (annex/aws.py Aws.wait: polls with backoff from
-0.2 s up to 5 s, back to 0.2 s when new stack events arrive): CreateStack asking for no instances, then,
-once the configuration is uploaded, UpdateStack asking for them. moto finishes a stack inside the call, so
-to exercise the waits this instruments the product in this process: Aws.stack reports the operation
-(CREATE_ or UPDATE_) IN_PROGRESS until `delay` seconds after CreateStack or UpdateStack returned, and
-records the time of every poll. The real create command then runs, in this process, against a moto server
-process. Reported per delay, for the second operation (the one create returns after):
+A create is one stack operation followed by a wait (annex/aws/cloudformation.py Stacks.wait: polls with
+backoff from 0.2 s up to 5 s, back to 0.2 s when new stack events arrive), then the hand-over of the
+pool's credential and the watch of the group's launches. moto finishes a stack inside the call, so to
+exercise the wait this instruments the product in this process: Stacks.get reports the operation
+CREATE_IN_PROGRESS until `delay` seconds after CreateStack returned, and records the time of every poll.
+The real create command then runs, in this process, against a moto server process. Reported per delay:
 
 - seen after complete: from the moment the stack (as instrumented) completes to the poll that sees it;
   bounded by the polling interval in force then (at most 5 s);
@@ -87,12 +86,12 @@ def measure(delay: float, project: str) -> dict:
         returned, returned_at = time.perf_counter(), datetime.now(timezone.utc)
     finally:
         uninstall()
-    polls = [(t, status) for t, operation, status in instrument.polls if operation == "UPDATE"]
+    polls = [(t, status) for t, operation, status in instrument.polls if operation == "CREATE"]
     seen = next(t for t, status in polls if not status.endswith("_IN_PROGRESS"))
     before = [t for t, status in polls if t < seen]
     interval = seen - before[-1] if before else 0.0
     event = last_event(instrument.stack_id)
-    completes = instrument.completes("UPDATE")
+    completes = instrument.completes("CREATE")
     return {
         "delay": delay,
         "polls": len(polls),
@@ -115,7 +114,7 @@ def main(argv=None) -> int:
         fresh_account(url, work)
         results = [measure(delay, f"Wait-{i}") for i, delay in enumerate(args.delays)]
 
-    print("condor_annex create: from its second stack operation completing to the command returning (s), against moto")
+    print("condor_annex create: from its stack operation completing to the command returning (s), against moto")
     print(f"  {'each takes':>11} {'polls':>6} {'seen after':>11} {'interval':>9} {'then to':>8} {'complete to':>12} {'within':>7}")
     print(f"  {'':>11} {'':>6} {'complete':>11} {'in force':>9} {'return':>8} {'return':>12} {'1 poll':>7}")
     within = []

@@ -75,13 +75,13 @@ def test_lease_calls_and_what_is_left():
     results = figures["results"]
     assert set(results) == {"1", "3"}
     for size, r in results.items():
-        assert r["before"]["running"] == int(size) and r["before"]["stack"] == "UPDATE_COMPLETE"  # create is two stack operations
+        assert r["before"]["running"] == int(size) and r["before"]["stack"] == "CREATE_COMPLETE"  # create is one stack operation
         assert r["after"]["running"] == 0 and r["after"]["stack"] == "DELETE_COMPLETE" and r["after"]["bucket"] is False
         assert r["calls"]["cloudformation.DeleteStack"] == 1
         assert r["total"] == sum(r["calls"].values()) and r["seconds"] > 0
-        assert r["calls"]["auto-scaling.UpdateAutoScalingGroup"] == r["before"]["groups"] == int(size)  # 8 references: a group per instance
-    assert figures["per_group"] and figures["rest_equal"] and not figures["equal"]
-    assert "one UpdateAutoScalingGroup per group" in report
+        assert r["calls"]["auto-scaling.UpdateAutoScalingGroup"] == r["before"]["groups"] == 1  # one group, whatever the size
+    assert figures["equal"] and figures["groups"] == [1]
+    assert "calls equal across sizes: yes" in report
 
 
 @pytest.mark.aws  # the benchmark starts its own moto server
@@ -90,7 +90,17 @@ def test_wait_sees_completion_and_returns():
     first, second = figures["results"]
     assert (first["delay"], second["delay"]) == (0, 1)
     assert first["polls"] == 1 and second["polls"] > 1  # backoff polls while the stack is "in progress"
-    assert first["polls_total"] == 2  # one wait per stack operation
+    assert first["polls_total"] == first["polls"]  # one stack operation, one wait
     assert all(r["seen_after_complete"] >= 0 and r["then_to_return"] >= 0 for r in figures["results"])
     assert first["event_to_return"] is not None
-    assert "each takes" in report and "second stack operation" in report
+    assert "each takes" in report and "its stack operation completing" in report
+
+
+@pytest.mark.aws  # the benchmark starts its own moto server
+def test_the_sweep_costs_the_same_few_calls_for_one_annex_or_ten():
+    report, figures = bench("sweep.py", "--annexes", "1", "10")
+    one, ten = figures["results"]["1"], figures["results"]["10"]
+    assert one["none_due"] == ten["none_due"], "no call per annex when none is due"
+    assert ten["none_due"] == {"cloudformation.ListStacks": 1, "resource-groups-tagging-api.GetResources": 1}
+    assert len(one["ended"]) == len(ten["ended"]) == 1 and one["one_due_total"] == ten["one_due_total"] > ten["none_due_total"]
+    assert ten["before_design"] == 11 and "before (1 + a DescribeStacks each)" in report
