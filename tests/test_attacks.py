@@ -20,6 +20,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,14 +30,14 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
-from annex.config.request import split_instances
-from annex.names import LIMITS_PARAMETER, SETUP_STACK, SWEEP_FUNCTION, TAG_OWNER, TAG_PROJECT
+from annex.interface import stack_name, tag_value
+from annex.names import LIMITS_PARAMETER, SETUP_STACK, SWEEP_FUNCTION, TAG_EXPIRY, TAG_OWNER, TAG_PROJECT
+from annex.standin.account import linux_image
 from annex.standin.pool import write_pool
 from annex.template.parameters import check_parameters
 from tests.support.account import (
     ACCOUNT,
     REGION,
-    first_image,
     make_user_group,
     profile_env,
     profile_keys,
@@ -56,13 +58,21 @@ USERS = {"alice": "Lab A", "bob": "Lab B"}
 # --- the account, once ------------------------------------------------------------------------------
 
 
+LIMITS_SET = {"--max-instances": str(MOST), "--max-instances-per-user": "6", "--max-instances-per-account": "9",
+              "--max-annexes-per-user": "2", "--max-ceiling": "7"}
+ANNEXES = {"alice": "4", "bob": "1"}  # instances, for a day each
+
+
 def build_world(work: Path) -> dict:
-    """Set up a moto account, give alice and bob an annex each, and read back every deciding document."""
+    """Set up a moto account, give alice and bob an annex each, read back every deciding document, then try
+    the limits with direct CloudFormation calls (no CLI in between)."""
     account = start_account(work / "home")
     try:
-        image, pool = first_image(account), str(write_pool(work / "pool"))
+        image, pool = linux_image(account.admin_client("ec2")), str(write_pool(work / "pool"))
         admin = {**account.admin, "CONDOR_CONFIG": pool}
-        done = account.run(admin, "setup", "--yes", "--ami", image, "--spot-price", SPOT, "--instance-types", ",".join(TYPES), "--max-instances", str(MOST))
+        seed_price_cache(account.base["XDG_CACHE_HOME"], TYPES)
+        done = account.run(admin, "setup", "--yes", "--ami", image, "--spot-price", SPOT, "--instance-types", ",".join(TYPES),
+                           *[x for option in LIMITS_SET.items() for x in option])
         assert done.returncode == 0, done.stderr
         setup = read_setup(account)
         make_user_group(account, setup["user_policy_arn"])  # moto makes no AWS::IAM::Group from templates: as the stack would
@@ -73,22 +83,78 @@ def build_world(work: Path) -> dict:
             assert done.returncode == 0, done.stderr
             env = {**profile_env(account, file), "CONDOR_CONFIG": pool, "HOME": str(work / name)}
             with account.unenforced():  # moto cannot judge the user policy (module docstring); test_setup.py judges these calls
-                done = account.run(env, "--duration", "2d", "--instances", "4", "--yes")
+                done = account.run(env, "--duration", "1d", "--instances", ANNEXES[name], "--yes")
             assert done.returncode == 0, done.stderr
             me = user_identity(account, name)
             (stack,) = [s for s in account.admin_client("cloudformation").describe_stacks()["Stacks"]
                         if {"Key": TAG_OWNER, "Value": me["id"]} in s.get("Tags", [])]
-            shape = sum(1 for p in stack["Parameters"] if p["ParameterKey"].startswith("Count"))
-            put_annex_bucket_policy(account, stack["StackName"], setup["template_texts"][str(shape)])  # moto makes no AWS::S3::BucketPolicy
             annex = read_annex(account, stack["StackName"])
+            if annex["bucket_policy"] is None:  # moto makes no AWS::S3::BucketPolicy: as the stack would
+                annex["bucket_policy"] = put_annex_bucket_policy(account, stack["StackName"], setup["template_text"])
             group = account.admin_client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=annex["groups"][:1])["AutoScalingGroups"][0]
             annex["group_arn"] = group["AutoScalingGroupARN"]
+            # CloudFormation gives the group the stack's tags (stack-level tags propagate); moto does not
+            annex["group_tags"] = annex["tags"] | {t["Key"]: t["Value"] for t in group.get("Tags", [])}
             annex["instance"] = group["Instances"][0]["InstanceId"]
-            world[name] = {**me, "keys": profile_keys(file), "annex": annex}
+            world[name] = {**me, "keys": profile_keys(file), "annex": annex, "project": project, "project_tag": tag_value(project)}
         world["live"] = live_refusals(account, world)
+        world["direct"] = direct_creates(account, world, admin, work)
         return world
     finally:
         account.stop()
+
+
+def seed_price_cache(cache_home: str, types) -> None:
+    """The stand-in has no Price List API: the set-up's on-demand prices, where the CLI caches AWS's."""
+    path = Path(cache_home) / "condor_annex" / "prices.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"prices": {f"{REGION}/{t}": {"usd": 0.1, "fetched": time.time()} for t in types}}))
+
+
+def direct_create(account, world, who: str, instances: int, hours: float) -> str:
+    """CreateStack as `who` straight from the published template (what the user policy allows, with no CLI and
+    so none of its checks): the stack's final status and the admission's reason when it was refused."""
+    cfn = account.client(world[who]["keys"], "cloudformation")
+    expiry = (datetime.now(timezone.utc) + timedelta(hours=hours)).replace(second=0, microsecond=0)
+    parameters = {"ProjectId": world[who]["project"], "Expiry": expiry.strftime("%Y-%m-%dT%H:%M:00Z"),
+                  "ExpiryCron": f"cron({expiry.minute} {expiry.hour} {expiry.day} {expiry.month} ? {expiry.year})",
+                  "Instances": str(instances)}
+    tags = {TAG_PROJECT: world[who]["project_tag"], TAG_OWNER: world[who]["id"], TAG_EXPIRY: parameters["Expiry"]}
+    with account.unenforced():
+        stack_id = cfn.create_stack(StackName=stack_name(world[who]["project"]), TemplateURL=world["setup"]["template_url"],
+                                    RoleARN=world["setup"]["service_role_arn"], OnFailure="DELETE",
+                                    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+                                    Tags=[{"Key": k, "Value": v} for k, v in tags.items()])["StackId"]
+        admin = account.admin_client("cloudformation")
+        for _ in range(300):
+            status = admin.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"]
+            if not status.endswith("IN_PROGRESS"):
+                break
+            time.sleep(0.2)
+        reasons = [e.get("ResourceStatusReason", "") for e in admin.describe_stack_events(StackName=stack_id)["StackEvents"]
+                   if e["LogicalResourceId"] == "Admission" and e["ResourceStatus"] == "CREATE_FAILED"]
+    return f"{status}: {reasons[0] if reasons else ''}"
+
+
+def direct_creates(account, world, admin, work: Path) -> dict:
+    """Each limit met by carol (project 'Lab C', no annex yet) with a direct CreateStack of her project's
+    annex; between tries the administrator changes a limit with `setup`, which the next create meets with no
+    template published again. (A user with a project tag may hold one annex, named by the project: the
+    admission refuses any other name, so most-annexes-per-user binds users an administrator left untagged.)"""
+    file = work / "carol.htcondor-annex"
+    done = account.run(admin, "setup", "add-user", "carol", "--project-id", "Lab C", "--file", str(file), "--yes")
+    assert done.returncode == 0, done.stderr
+    world["carol"] = {**user_identity(account, "carol"), "keys": profile_keys(file), "project": "Lab C", "project_tag": tag_value("Lab C")}
+
+    def again(**limits) -> None:
+        done = account.run(admin, "setup", "--yes", *[x for k, v in limits.items() for x in (f"--{k.replace('_', '-')}", str(v))])
+        assert done.returncode == 0, done.stderr
+
+    found = {"instances-in-account": direct_create(account, world, "carol", 5, 10)}  # 4 + 1 + 5 = 10 > 9 in the account
+    again(max_instances_per_user=3)
+    found["instances-per-user-lowered"] = direct_create(account, world, "carol", 4, 10)  # hers 4 > 3, the account's 9
+    found["cost-ceiling"] = direct_create(account, world, "carol", 1, 160)  # 1 × at least $0.05 × 160 h ≥ $8 > $7
+    return found
 
 
 def live_refusals(account, world) -> dict:
@@ -164,8 +230,8 @@ class W:
     def annex(self, who: str) -> dict:
         return self.w[who]["annex"]
 
-    def url(self, shape: int = 2) -> str:
-        return self.setup["template_urls"][str(shape)]
+    def url(self) -> str:
+        return self.setup["template_url"]
 
     def bucket_policy(self, bucket: str):
         for who in USERS:
@@ -200,7 +266,8 @@ class W:
 
     def user(self, who: str, action: str, resource: str, context: dict | None = None, bucket: str | None = None):
         me = self.w[who]
-        request = Request(action, resource, me["arn"], {"aws:userid": me["id"], "aws:SecureTransport": True, **(context or {})})
+        request = Request(action, resource, me["arn"], {"aws:userid": me["id"], "aws:SecureTransport": True,
+                                                        f"aws:PrincipalTag/{TAG_PROJECT}": me["project_tag"], **(context or {})})
         return request, [("HTCondorAnnexUser", self.setup["user_policy"])], None, self.bucket_policy(bucket) if bucket else None
 
     def role(self, role_arn: str, session: str, policies: list, boundary, action: str, resource: str, context=None, bucket=None):
@@ -217,24 +284,36 @@ class W:
                          action, resource, context, bucket)
 
     def instance_of(self, who: str, action: str, resource: str, context=None, bucket=None):
+        """A request from `who`'s instance, with its role's credentials (what EC2 adds: the instance's ARN)."""
         annex = self.annex(who)
+        context = {"ec2:SourceInstanceARN": self.instance(who), **(context or {})}
         return self.role(annex["instance_role_arn"], annex["instance"], [], (ROLE_BOUNDARY, self.setup["boundary"]), action, resource, context, bucket)
 
     # --- a stack write's condition keys
 
-    def write(self, who: str, url=PUBLISHED, role=SERVICE_ROLE, tags=OWN, on=None, shape: int = 2) -> dict:
+    def write(self, who: str, url=PUBLISHED, role=SERVICE_ROLE, tags=OWN, on=None) -> dict:
         context = {}
         if url is not None:
-            context["cloudformation:TemplateUrl"] = self.url(shape) if url is PUBLISHED else url
+            context["cloudformation:TemplateUrl"] = self.url() if url is PUBLISHED else url
         if role is not None:
             context["cloudformation:RoleArn"] = self.setup["service_role_arn"] if role is SERVICE_ROLE else role
         if tags is OWN:
-            tags = {TAG_PROJECT: USERS[who], TAG_OWNER: self.w[who]["id"]}
+            tags = self.own_tags(who)
         if tags:
             context |= {f"aws:RequestTag/{k}": v for k, v in tags.items()} | {"aws:TagKeys": list(tags)}
         if on is not None:
             context |= {f"aws:ResourceTag/{k}": v for k, v in self.annex(on)["tags"].items()}
         return context
+
+
+    def own_tags(self, who: str) -> dict:
+        """The tags the CLI sends on a create or an update."""
+        return {TAG_PROJECT: self.w[who]["project_tag"], TAG_OWNER: self.w[who]["id"], TAG_EXPIRY: "2031-01-01T00:00:00Z"}
+
+    def group(self, who: str) -> dict:
+        """A request on `who`'s group: its tags as AutoScaling puts them in the request."""
+        return {f"autoscaling:ResourceTag/{k}": v for k, v in self.annex(who)["group_tags"].items()} | {
+            f"aws:ResourceTag/{k}": v for k, v in self.annex(who)["group_tags"].items()}
 
 
 ROLE_BOUNDARY = "HTCondorAnnexRoleBoundary"
@@ -292,7 +371,7 @@ attack("create-without-owner-tag", "user A", "CreateStack with no owner tag (nob
        "user policy OnlyTaggedWithTheirOwner")
 attack("create-hidden-from-the-lease", "user A", "CreateStack without the htcondor:AnnexName tag, which the account-level lease looks for",
        lambda w: w.user(A, "cloudformation:CreateStack", NEW_STACK, w.write(A, tags={TAG_OWNER: w.w[A]["id"]})), X,
-       "user policy NeverHiddenFromTheLease (added by this suite)")
+       "user policy NeverWithoutTheProject")
 attack("create-the-setup-stack", "user A", "CreateStack named htcondor-annex-setup (after a teardown) from a published template",
        lambda w: w.user(A, "cloudformation:CreateStack", SETUP_STACK_ARN, w.write(A)), X, "user policy NeverTheSetUp")
 attack("create-other-name", "user A", "CreateStack outside the htcondor-annex-* names (not an annex: no lease looks at it)",
@@ -307,7 +386,7 @@ attack("update-own-other-role", "user A", "UpdateStack of A's own annex with ano
        lambda w: w.user(A, "cloudformation:UpdateStack", w.annex(A)["arn"], w.write(A, role=ADMIN_ROLE, on=A)), X, "user policy OnlyTheServiceRole")
 attack("update-own-dropping-the-annex-tag", "user A", "UpdateStack of A's own annex dropping htcondor:AnnexName (to hide it from the account-level lease)",
        lambda w: w.user(A, "cloudformation:UpdateStack", w.annex(A)["arn"], w.write(A, tags={TAG_OWNER: w.w[A]["id"]}, on=A)), X,
-       "user policy NeverHiddenFromTheLease (added by this suite)")
+       "user policy NeverWithoutTheProject")
 attack("update-b", "user A", "UpdateStack of B's annex from a published template with the service role",
        lambda w: w.user(A, "cloudformation:UpdateStack", w.annex(B)["arn"], w.write(A, on=B)), X, "user policy OnlyOwnAnnexes")
 attack("update-b-taking-it-over", "user A", "UpdateStack of B's annex re-tagging it as A's",
@@ -383,11 +462,14 @@ attack("put-targets-b", "user A", "events:PutTargets on B's lease rule",
 attack("disable-sweep-rule", "user A", "events:DisableRule on the account-level lease's schedule",
        lambda w: w.user(A, "events:DisableRule", SWEEP_RULE), I, "user policy: no EventBridge")
 attack("update-b-group", "user A", "autoscaling:UpdateAutoScalingGroup on B's group",
-       lambda w: w.user(A, "autoscaling:UpdateAutoScalingGroup", w.annex(B)["group_arn"]), I, "user policy: AutoScaling reads only")
+       lambda w: w.user(A, "autoscaling:UpdateAutoScalingGroup", w.annex(B)["group_arn"], w.group(B)), I, "user policy: SetDesiredCapacity of own groups only")
+attack("update-own-group", "user A", "autoscaling:UpdateAutoScalingGroup on A's own group (raise its MaxSize past the limit)",
+       lambda w: w.user(A, "autoscaling:UpdateAutoScalingGroup", w.annex(A)["group_arn"], w.group(A)), I, "user policy: SetDesiredCapacity of own groups only")
 attack("set-capacity-b", "user A", "autoscaling:SetDesiredCapacity on B's group",
-       lambda w: w.user(A, "autoscaling:SetDesiredCapacity", w.annex(B)["group_arn"]), I, "user policy: AutoScaling reads only")
-attack("set-capacity-own-beyond-limit", "user A", "autoscaling:SetDesiredCapacity on A's own group (past the template's Count limit)",
-       lambda w: w.user(A, "autoscaling:SetDesiredCapacity", w.annex(A)["group_arn"]), I, "user policy: AutoScaling reads only")
+       lambda w: w.user(A, "autoscaling:SetDesiredCapacity", w.annex(B)["group_arn"], w.group(B)), I, "user policy SizeOwnGroups: owner tag")
+attack("set-capacity-untagged-group", "user A", "autoscaling:SetDesiredCapacity on a group with no owner tag",
+       lambda w: w.user(A, "autoscaling:SetDesiredCapacity", f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:x:autoScalingGroupName/web"), I,
+       "user policy SizeOwnGroups: owner tag")
 attack("run-instances", "user A", "ec2:RunInstances directly",
        lambda w: w.user(A, "ec2:RunInstances", f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/*", {"ec2:InstanceType": "m5.large"}), I, "user policy: EC2 reads only")
 attack("terminate-b-instance", "user A", "ec2:TerminateInstances of B's instance",
@@ -422,27 +504,27 @@ def annex_role_arn(w, name="x"):
 
 
 attack("sr-create-role-without-boundary", SR, "iam:CreateRole at the annex path without a permissions boundary",
-       lambda w: w.service("iam:CreateRole", annex_role_arn(w)), X, "service role RolesOnlyWithTheBoundary")
+       lambda w: w.service("iam:CreateRole", annex_role_arn(w)), X, "service role NeverWriteIam")
 attack("sr-create-role-other-boundary", SR, "iam:CreateRole with another boundary (AdministratorAccess)",
-       lambda w: w.service("iam:CreateRole", annex_role_arn(w), {"iam:PermissionsBoundary": ADMIN_POLICY}), X, "service role RolesOnlyWithTheBoundary")
+       lambda w: w.service("iam:CreateRole", annex_role_arn(w), {"iam:PermissionsBoundary": ADMIN_POLICY}), X, "service role NeverWriteIam")
 attack("sr-create-role-elsewhere", SR, "iam:CreateRole outside /htcondor-annex/, with the boundary",
-       lambda w: w.service("iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/evil", {"iam:PermissionsBoundary": w.setup["boundary_arn"]}), I,
-       "service role: roles under /htcondor-annex/ only")
+       lambda w: w.service("iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/evil", {"iam:PermissionsBoundary": w.setup["boundary_arn"]}), X,
+       "service role NeverWriteIam (annex stacks hold no IAM: project roles are made by add-user)")
 attack("sr-change-boundary", SR, "iam:PutRolePermissionsBoundary to another boundary",
        lambda w: w.service("iam:PutRolePermissionsBoundary", w.annex_role(A), {"iam:PermissionsBoundary": ADMIN_POLICY}), X,
-       "service role RolesOnlyWithTheBoundary")
+       "service role NeverWriteIam")
 for action in ("iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DeleteRolePermissionsBoundary", "iam:UpdateAssumeRolePolicy"):
     attack(f"sr-{action.split(':')[1].lower()}", SR, f"{action} on an annex role",
-           lambda w, action=action: w.service(action, w.annex_role(A)), X, "service role NeverWritePolicies")
+           lambda w, action=action: w.service(action, w.annex_role(A)), X, "service role NeverWriteIam")
 attack("sr-put-own-policy", SR, "iam:PutRolePolicy on the service role itself",
-       lambda w: w.service("iam:PutRolePolicy", w.setup["service_role_arn"]), X, "service role NeverWritePolicies")
-attack("sr-create-user", SR, "iam:CreateUser", lambda w: w.service("iam:CreateUser", USER_ARN), X, "service role NeverWritePolicies")
+       lambda w: w.service("iam:PutRolePolicy", w.setup["service_role_arn"]), X, "service role NeverWriteIam")
+attack("sr-create-user", SR, "iam:CreateUser", lambda w: w.service("iam:CreateUser", USER_ARN), X, "service role NeverWriteIam")
 attack("sr-create-access-key", SR, "iam:CreateAccessKey for a user",
-       lambda w: w.service("iam:CreateAccessKey", f"arn:aws:iam::{ACCOUNT}:user/alice"), X, "service role NeverWritePolicies")
+       lambda w: w.service("iam:CreateAccessKey", f"arn:aws:iam::{ACCOUNT}:user/alice"), X, "service role NeverWriteIam")
 attack("sr-boundary-new-version", SR, "iam:CreatePolicyVersion of the boundary (widen every annex role)",
-       lambda w: w.service("iam:CreatePolicyVersion", w.setup["boundary_arn"]), X, "service role NeverWritePolicies")
+       lambda w: w.service("iam:CreatePolicyVersion", w.setup["boundary_arn"]), X, "service role NeverWriteIam")
 attack("sr-user-policy-new-version", SR, "iam:CreatePolicyVersion of the users' policy",
-       lambda w: w.service("iam:CreatePolicyVersion", w.setup["user_policy_arn"]), X, "service role NeverWritePolicies")
+       lambda w: w.service("iam:CreatePolicyVersion", w.setup["user_policy_arn"]), X, "service role NeverWriteIam")
 attack("sr-pass-annex-role-to-lambda", SR, "iam:PassRole of an annex role to Lambda",
        lambda w: w.service("iam:PassRole", w.annex_role(A), {"iam:PassedToService": "lambda.amazonaws.com"}), I, "service role PassInstanceRoles: to EC2 only")
 attack("sr-pass-lease-role-to-ec2", SR, "iam:PassRole of the lease role to EC2 (an instance that can end every annex)",
@@ -514,10 +596,79 @@ attack("lease-scale-up", LR, "autoscaling:SetDesiredCapacity of an annex group (
 attack("lease-writes-config", LR, "s3:PutObject annex/condor_config in an annex bucket",
        lambda w: w.lease("s3:PutObject", w.obj(A, "annex/condor_config"), bucket=w.annex(A)["bucket"]), I, "lease role: deletes only")
 
+# --- second round (#19): tag keys in any case, keys outside the set, another project, the probe ------------
+def cased(tags: dict, key: str, variant) -> dict:
+    return {(variant(k) if k == key else k): v for k, v in tags.items()}
+
+
+CASES = {"lower": str.lower, "upper": str.upper, "swapped": str.swapcase}
+for key in (TAG_PROJECT, TAG_OWNER, TAG_EXPIRY):
+    for case, variant in CASES.items():
+        short = key.split(":")[1].lower()
+        attack(f"create-{short}-key-{case}", "user A", f"CreateStack with the {key} key written {case} ({variant(key)})",
+               lambda w, key=key, variant=variant: w.user(A, "cloudformation:CreateStack", NEW_STACK,
+                                                          w.write(A, tags=cased(w.own_tags(A), key, variant))), X,
+               "user policy OnlyTheAnnexTagKeys (the exact keys, compared with case)")
+        attack(f"update-own-{short}-key-{case}", "user A", f"UpdateStack of A's annex with the {key} key written {case}",
+               lambda w, key=key, variant=variant: w.user(A, "cloudformation:UpdateStack", w.annex(A)["arn"],
+                                                          w.write(A, tags=cased(w.own_tags(A), key, variant), on=A)), X,
+               "user policy OnlyTheAnnexTagKeys")
+        attack(f"changeset-{short}-key-{case}", "user A", f"CreateChangeSet on A's annex with the {key} key written {case}",
+               lambda w, key=key, variant=variant: w.user(A, "cloudformation:CreateChangeSet", w.annex(A)["arn"],
+                                                          w.write(A, tags=cased(w.own_tags(A), key, variant), on=A)), X,
+               "user policy OnlyTheAnnexTagKeys; change sets are not granted")
+attack("create-both-project-keys", "user A", "CreateStack with htcondor:AnnexName and htcondor:annexname both (the lease reads one)",
+       lambda w: w.user(A, "cloudformation:CreateStack", NEW_STACK, w.write(A, tags=w.own_tags(A) | {"htcondor:annexname": "hidden"})), X,
+       "user policy OnlyTheAnnexTagKeys")
+for extra in ("Name", "aws:cloudformation:stack-name", "htcondor:AnnexSetup", "htcondor:AnnexName "):
+    attack(f"create-extra-key-{extra.strip().replace(':', '-').lower()}", "user A", f"CreateStack with an extra tag key {extra!r}",
+           lambda w, extra=extra: w.user(A, "cloudformation:CreateStack", NEW_STACK, w.write(A, tags=w.own_tags(A) | {extra: "x"})), X,
+           "user policy OnlyTheAnnexTagKeys")
+attack("create-another-project", "user A", "CreateStack tagged with B's project (cost allocation and per-project limits follow the tag)",
+       lambda w: w.user(A, "cloudformation:CreateStack", NEW_STACK, w.write(A, tags=w.own_tags(A) | {TAG_PROJECT: w.w[B]["project_tag"]})), X,
+       "user policy OnlyTheirProject (the user's own project tag from add-user)")
+attack("update-own-to-another-project", "user A", "UpdateStack of A's annex re-tagged with B's project",
+       lambda w: w.user(A, "cloudformation:UpdateStack", w.annex(A)["arn"], w.write(A, tags=w.own_tags(A) | {TAG_PROJECT: w.w[B]["project_tag"]}, on=A)), X,
+       "user policy OnlyTheirProject")
+attack("create-project-key-case-and-another-project", "user A", "CreateStack with B's project under htcondor:annexname",
+       lambda w: w.user(A, "cloudformation:CreateStack", NEW_STACK, w.write(A, tags={TAG_OWNER: w.w[A]["id"], "htcondor:annexname": w.w[B]["project_tag"]})), X,
+       "user policy OnlyTheAnnexTagKeys, OnlyTheirProject")
+for action in ("cloudformation:UpdateTerminationProtection", "cloudformation:SetStackPolicy", "cloudformation:UntagResource"):
+    for who in (A, B):
+        attack(f"{action.split(':')[1].lower()}-{'own' if who == A else 'b'}", "user A", f"{action} on {'her own' if who == A else 'B'}'s annex",
+               lambda w, action=action, who=who: w.user(A, action, w.annex(who)["arn"], w.write(A, url=None, role=None, tags=None, on=who)), I,
+               "user policy: not granted")
+attack("invoke-probe", "user A", "lambda:InvokeFunction of the collector probe (any host, port and timeout)",
+       lambda w: w.user(A, "lambda:InvokeFunction", w.setup["probe_function"] or f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:HTCondorAnnexProbe"), I,
+       "user policy: no function is invoked by users; the probe runs on the set-up's schedule only")
+attack("invoke-admission", "user A", "lambda:InvokeFunction of the admission function (to forge an answer)",
+       lambda w: w.user(A, "lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:HTCondorAnnexAdmission"), I,
+       "user policy: no function is invoked by users")
+attack("put-collector-answer", "user A", "ssm:PutParameter of the probe's answer (a collector that seems to answer)",
+       lambda w: w.user(A, "ssm:PutParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/htcondor-annex/collector"), I, "user policy: ssm:GetParameter only")
+# the service role's narrowed grants, outside annex resources
+attack("sr-launch-template-version-untagged", SR, "ec2:CreateLaunchTemplateVersion of a launch template that is no annex's",
+       lambda w: w.service("ec2:CreateLaunchTemplateVersion", f"arn:aws:ec2:{REGION}:{ACCOUNT}:launch-template/lt-0123456789abcdef0"), I,
+       "service role AnnexLaunchTemplateTagged: annex-tagged launch templates only")
+attack("sr-read-pool-password", SR, "s3:GetObject annex/pool_password of an annex bucket (every pool's credential)",
+       lambda w: w.service("s3:GetObject", w.obj(A, "annex/pool_password"), bucket=w.annex(A)["bucket"]), I,
+       "service role: no s3:GetObject; the bucket policy admits the owner and the project role")
+attack("sr-launch-template-data", SR, "ec2:GetLaunchTemplateData of an instance (its user data)",
+       lambda w: w.service("ec2:GetLaunchTemplateData", w.instance(A)), X, "service role NeverReadInstanceSecrets")
+attack("sr-console-output", SR, "ec2:GetConsoleOutput of an annex instance",
+       lambda w: w.service("ec2:GetConsoleOutput", w.instance(A)), X, "service role NeverReadInstanceSecrets")
+attack("sr-put-targets-other-rule", SR, "events:PutTargets on a rule that is no annex's",
+       lambda w: w.service("events:PutTargets", f"arn:aws:events:{REGION}:{ACCOUNT}:rule/payroll-nightly",
+                           {"events:TargetArn": w.function(A)}), I, "service role AnnexRuleTargets: htcondor-annex-* rules")
+attack("sr-put-targets-other-function", SR, "events:PutTargets on an annex rule aiming at a function that is no annex's",
+       lambda w: w.service("events:PutTargets", w.rule(A), {"events:TargetArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payroll"}), I,
+       "service role AnnexRuleTargets: annex functions as targets")
+
 # --- legitimate actions -----------------------------------------------------------------------------------
-for shape in (1, 2):
-    control(f"create-published-{shape}", "user A", f"CreateStack from the published template of {shape} reference(s), service role, own tags",
-            lambda w, shape=shape: w.user(A, "cloudformation:CreateStack", NEW_STACK, w.write(A, shape=shape)))
+control("create-published", "user A", "CreateStack from the published template, service role, own tags",
+        lambda w: w.user(A, "cloudformation:CreateStack", NEW_STACK, w.write(A)))
+control("set-capacity-own", "user A", "autoscaling:SetDesiredCapacity on A's own group (autoscale; AWS keeps it within MaxSize)",
+        lambda w: w.user(A, "autoscaling:SetDesiredCapacity", w.annex(A)["group_arn"], w.group(A)))
 control("pass-service-role", "user A", "iam:PassRole of the service role to CloudFormation",
         lambda w: w.user(A, "iam:PassRole", w.setup["service_role_arn"], {"iam:PassedToService": "cloudformation.amazonaws.com"}))
 control("read-published-template", "user A", "s3:GetObject of a published template (CloudFormation reads it as the caller)",
@@ -536,15 +687,12 @@ control("describe-annexes", "user A", "DescribeStacks of B's annex (status lists
         lambda w: w.user(A, "cloudformation:DescribeStacks", w.annex(B)["arn"]))
 control("list-stacks", "user A", "ListStacks", lambda w: w.user(A, "cloudformation:ListStacks", EVERY_STACK))
 control("read-limits", "user A", "ssm:GetParameter of the limits", lambda w: w.user(A, "ssm:GetParameter", LIMITS_ARN))
-control("probe", "user A", "lambda:InvokeFunction of the collector probe", lambda w: w.user(A, "lambda:InvokeFunction", w.setup["probe_function"]))
 control("user-b-deletes-own", "user B", "DeleteStack of B's own annex",
         lambda w: w.user(B, "cloudformation:DeleteStack", w.annex(B)["arn"], w.write(B, url=None, role=None, tags=None, on=B)))
 control("instance-reads-config", IN, "s3:GetObject annex/condor_config from its own bucket",
         lambda w: w.instance_of(A, "s3:GetObject", w.obj(A, "annex/condor_config"), bucket=w.annex(A)["bucket"]))
 control("instance-leaves", IN, "s3:PutObject annex/leaving/<its id> into its own bucket",
         lambda w: w.instance_of(A, "s3:PutObject", w.obj(A, f"annex/leaving/{w.annex(A)['instance']}"), bucket=w.annex(A)["bucket"]))
-control("sr-create-role-with-boundary", SR, "iam:CreateRole at the annex path with the boundary",
-        lambda w: w.service("iam:CreateRole", annex_role_arn(w), {"iam:PermissionsBoundary": w.setup["boundary_arn"]}))
 control("sr-pass-annex-role-to-ec2", SR, "iam:PassRole of an annex role to EC2",
         lambda w: w.service("iam:PassRole", w.annex_role(A), {"iam:PassedToService": "ec2.amazonaws.com"}))
 control("sr-pass-lease-role-to-lambda", SR, "iam:PassRole of the lease role to Lambda",
@@ -565,31 +713,30 @@ control("lease-lists", LR, "cloudformation:ListStacks", lambda w: w.lease("cloud
 # --- the limits: the published template's parameters, read back from the bucket ---------------------------
 
 
-def legal(shape: int, counts=None) -> dict:
-    """Parameter values a published template of `shape` references accepts (the most instances)."""
-    values = {"ProjectId": "Lab A", "OwnerService": "iam", "OwnerName": "user/alice", "Expiry": "2031-01-01T00:00:00Z",
-              "ExpiryCron": "cron(0 0 1 1 ? 2031)"}
-    for i, count in enumerate(counts or split_instances(MOST, shape), start=1):
-        values |= {f"InstanceType{i}": TYPES[i - 1], f"SpotPrice{i}": SPOT, f"Count{i}": str(count)}
-    return values
+def legal() -> dict:
+    """Parameter values the published template accepts (the most instances, spot at the administrator's cap)."""
+    return {"ProjectId": "Lab A", "Expiry": "2031-01-01T00:00:00Z", "ExpiryCron": "cron(0 0 1 1 ? 2031)", "Instances": str(MOST)}
 
 
-LIMITS = {  # id -> (shape, changes): each refused by the published template
-    "count-above-the-split": (2, {"Count1": str(split_instances(MOST, 2)[0] + 1)}),
-    "one-group-holding-every-instance": (2, {"Count1": str(MOST), "Count2": "0"}),
-    "count-above-the-most-alone": (1, {"Count1": str(MOST + 1)}),
-    "count-in-exponent-form": (1, {"Count1": "1e3"}),
-    "negative-count": (1, {"Count1": "-1"}),
-    "other-instance-type": (1, {"InstanceType1": "p5.48xlarge"}),
-    "other-spot-price": (1, {"SpotPrice1": "10"}),
-    "on-demand-instead-of-spot": (1, {"SpotPrice1": ""}),
-    "another-ami": (1, {"ImageId1": "ami-0123456789abcdef0"}),
-    "another-network": (1, {"SubnetIds": "subnet-0123456789abcdef0"}),
+LIMITS = {  # id -> changes: each refused by the published template's parameters before anything is made
+    "more-instances-than-the-most": {"Instances": str(MOST + 1)},
+    "count-in-exponent-form": {"Instances": "1e3"},
+    "negative-count": {"Instances": "-1"},
+    "no-instance": {"Instances": "0"},
+    "on-demand-base-above-the-most": {"OnDemandBase": str(MOST + 1)},
+    "on-demand-percent-above-100": {"OnDemandPercent": "101"},
+    "other-spot-price": {"SpotMaxPrice": "10"},
+    "other-sizing": {"Sizing": "unbounded"},
+    "expiry-not-a-minute": {"Expiry": "2031-01-01T00:00:30Z"},
+    "expiry-cron-every-minute": {"ExpiryCron": "cron(* * * * ? *)"},
+    "another-ami": {"ImageId": "ami-0123456789abcdef0"},
+    "another-network": {"SubnetIds": "subnet-0123456789abcdef0"},
+    "another-instance-type": {"InstanceType": "p5.48xlarge"},
 }
 
 
-def template(world: dict, shape: int) -> dict:
-    return yaml.safe_load(world["setup"]["template_texts"][str(shape)])
+def template(world: dict) -> dict:
+    return yaml.safe_load(world["setup"]["template_text"])
 
 
 # --- the tests ---------------------------------------------------------------------------------------------
@@ -615,37 +762,48 @@ def test_legitimate_action_is_allowed(world, case):
 
 @pytest.mark.parametrize("limit", sorted(LIMITS))
 def test_the_published_template_refuses_what_the_administrator_did_not_allow(world, limit):
-    shape, changes = LIMITS[limit]
-    problems = check_parameters(template(world, shape), legal(shape) | changes)
-    assert problems, f"{limit}: CloudFormation would accept {changes}"
+    problems = check_parameters(template(world), legal() | LIMITS[limit])
+    assert problems, f"{limit}: CloudFormation would accept {LIMITS[limit]}"
 
 
-@pytest.mark.parametrize("shape", [1, 2])
-def test_the_published_template_accepts_the_most_instances_and_no_more_in_all(world, shape):
-    t = template(world, shape)
-    assert check_parameters(t, legal(shape)) == []
-    assert sum(t["Parameters"][f"Count{i}"]["MaxValue"] for i in range(1, shape + 1)) == MOST
-    assert [t["Parameters"][f"InstanceType{i}"]["AllowedValues"] for i in range(1, shape + 1)] == [[kind] for kind in TYPES[:shape]]
-    assert "ImageId1" not in t["Parameters"] and "VpcId" not in t["Parameters"]  # the AMI and the network are the administrator's
+def test_the_published_template_accepts_the_most_instances_and_no_more(world):
+    t = template(world)
+    assert check_parameters(t, legal()) == []
+    assert t["Parameters"]["Instances"]["MaxValue"] == MOST
+    overrides = t["Resources"]["Group"]["Properties"]["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
+    assert sorted(o["InstanceType"] for o in overrides) == sorted(TYPES)
+    assert not {"ImageId", "VpcId", "SubnetIds", "InstanceType"} & set(t["Parameters"])  # the administrator's
+
+
+DIRECT = {  # what each direct CreateStack must meet: the admission's refusal, the stack then deleted (OnFailure)
+    "instances-in-account": "the account's annexes would hold 10 instances; the account may have 9",
+    "instances-per-user-lowered": "your annexes would hold 4 instances; a user may have 3",
+    "cost-ceiling": "could cost up to",
+}
+
+
+@pytest.mark.parametrize("attempt", sorted(DIRECT))
+def test_the_limits_hold_for_direct_cloudformation_calls(world, attempt):
+    """No CLI in between: the admission function, as deployed, reads the limits and the caller's annexes."""
+    status, _, reason = world["direct"][attempt].partition(": ")
+    assert status in ("DELETE_COMPLETE", "ROLLBACK_COMPLETE"), world["direct"][attempt]
+    assert DIRECT[attempt] in reason, world["direct"][attempt]
 
 
 def test_the_deployed_roles_hold_what_the_design_says_and_nothing_more(world):
     setup = world["setup"]
     assert setup["service_role_inline"] == ["annex-stacks"] and setup["service_role_attached"] == []
-    run = [s for s in setup["service_role_policy"]["Statement"] if "ec2:RunInstances" in s["Action"] and s["Effect"] == "Allow"]
-    assert run and all(sorted(s["Condition"]["StringEqualsIfExists"]["ec2:InstanceType"]) == sorted(TYPES) for s in run)
     for who in USERS:
         annex = world[who]["annex"]
-        assert annex["instance_role_inline"] == [] and annex["instance_role_attached"] == [], "annex roles hold no policy"
+        assert annex["instance_role_inline"] == [] and annex["instance_role_attached"] == [], "project roles hold no policy"
         assert annex["instance_role_boundary"] == setup["boundary_arn"]
         assert annex["role_arn"] == setup["service_role_arn"]
-        assert annex["tags"][TAG_OWNER] == world[who]["id"] and annex["tags"][TAG_PROJECT] == USERS[who]
-        principals = sorted(json.dumps(s["Principal"]) for s in annex["bucket_policy"]["Statement"] if s["Effect"] == "Allow")
-        assert set(principals) == {json.dumps({"AWS": world[who]["arn"]}), json.dumps({"AWS": annex["instance_role_arn"]})}
-    # the user policy's unscoped reads are exactly the discovery the issue allows
-    unscoped = sorted(a for s in setup["user_policy"]["Statement"] if s["Effect"] == "Allow" and s["Resource"] == ["*"] for a in s["Action"])
-    assert unscoped == sorted(["cloudformation:ListStacks", "autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances",
-                               "ec2:DescribeRegions", "pricing:GetProducts", "sts:GetCallerIdentity"])
+        assert annex["tags"][TAG_OWNER] == world[who]["id"] and annex["tags"][TAG_PROJECT] == world[who]["project_tag"]
+        allowed = [s for s in annex["bucket_policy"]["Statement"] if s["Effect"] == "Allow"]
+        owners = {s["Condition"]["StringEquals"]["aws:userid"] for s in allowed if "aws:userid" in s.get("Condition", {}).get("StringEquals", {})}
+        assert owners == {world[who]["id"]}, "the bucket admits its creator, as the admission read the caller, and no other user"
+        roles = {json.dumps(s["Principal"]) for s in allowed if isinstance(s["Principal"], dict)}
+        assert roles == {json.dumps({"AWS": annex["instance_role_arn"]})}
 
 
 def test_moto_enforcing_iam_refuses_what_it_can_judge(world):
@@ -656,17 +814,18 @@ def test_totals(world, capsys):
     """Every attack denied, every control allowed; the summary the security note quotes."""
     denied = [c.id for c in ATTACKS if not judge(world, c).allowed]
     allowed = [c.id for c in CONTROLS if judge(world, c).allowed]
-    limits = [x for x in LIMITS if check_parameters(template(world, LIMITS[x][0]), legal(LIMITS[x][0]) | LIMITS[x][1])]
+    limits = [x for x in LIMITS if check_parameters(template(world), legal() | LIMITS[x])]
+    direct = [x for x in DIRECT if world["direct"][x].startswith(("DELETE_COMPLETE", "ROLLBACK_COMPLETE"))]
     assert len({c.id for c in ATTACKS + CONTROLS}) == len(ATTACKS) + len(CONTROLS), "case ids repeat"
-    assert (len(denied), len(allowed), len(limits)) == (len(ATTACKS), len(CONTROLS), len(LIMITS))
+    assert (len(denied), len(allowed), len(limits), len(direct)) == (len(ATTACKS), len(CONTROLS), len(LIMITS), len(DIRECT))
     with capsys.disabled():
-        print(f"\nattack suite: {len(ATTACKS) + len(LIMITS)} attacks tried, {len(denied) + len(limits)} denied "
-              f"({len(ATTACKS)} by IAM, {len(LIMITS)} by the published template's parameters; "
+        print(f"\nattack suite: {len(ATTACKS) + len(LIMITS) + len(DIRECT)} attacks tried, {len(denied) + len(limits) + len(direct)} denied "
+              f"({len(ATTACKS)} by IAM, {len(LIMITS)} by the published template's parameters, {len(DIRECT)} by the admission; "
               f"{len(world['live'])} also refused by moto live); {len(CONTROLS) + 2} controls allowed")
 
 
 def test_the_security_note_names_every_case():
     """docs/security.md's attack table is generated from these cases: it must name each one."""
     text = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
-    missing = [c.id for c in ATTACKS + CONTROLS if f"[{c.id}]" not in text] + [k for k in LIMITS if f"[{k}]" not in text]
+    missing = [c.id for c in ATTACKS + CONTROLS if f"[{c.id}]" not in text] + [k for k in [*LIMITS, *DIRECT] if f"[{k}]" not in text]
     assert missing == []

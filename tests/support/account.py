@@ -25,9 +25,10 @@ from pathlib import Path
 
 import boto3
 import yaml
+from botocore.exceptions import ClientError
 
 from annex.aws.iam import policy_document
-from annex.names import ROLE_BOUNDARY_POLICY, SETUP_STACK, USER_GROUP
+from annex.names import ROLE_BOUNDARY_POLICY, SETUP_STACK, TAG_OWNER, USER_GROUP
 from annex.standin import server as standin
 from tests.support.iam import Request
 
@@ -170,8 +171,8 @@ def read_setup(account: Account) -> dict:
     service_role = iam.get_role(RoleName=role_name(outputs["ServiceRoleArn"]))["Role"]
     lease_role = iam.get_role(RoleName=role_name(physical["LeaseRole"]))["Role"]
     bucket = outputs["TemplatesBucket"]
-    urls = {int(k[len("Template"):]): v for k, v in outputs.items() if k.startswith("Template") and k[len("Template"):].isdigit()}
-    texts = {n: s3.get_object(Bucket=bucket, Key=url.rsplit("/", 1)[-1])["Body"].read().decode() for n, url in urls.items()}
+    url = outputs["Template"]
+    text = s3.get_object(Bucket=bucket, Key=url.rsplit("/", 1)[-1])["Body"].read().decode()
     return {
         "outputs": outputs,
         "user_policy_arn": outputs["UserPolicyArn"],
@@ -187,8 +188,8 @@ def read_setup(account: Account) -> dict:
         "lease_role_policy": policy_document(iam.get_role_policy(RoleName=lease_role["RoleName"], PolicyName=LEASE_ROLE_POLICY)["PolicyDocument"]),
         "templates_bucket": bucket,
         "templates_bucket_policy": json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]),
-        "template_urls": {str(n): u for n, u in urls.items()},
-        "template_texts": {str(n): t for n, t in texts.items()},
+        "template_url": url,
+        "template_text": text,
         "sweep_function": physical.get("Sweep"),
         "probe_function": outputs.get("ProbeFunction"),
         "setup_stack_id": account.admin_client("cloudformation").describe_stacks(StackName=SETUP_STACK)["Stacks"][0]["StackId"],
@@ -202,7 +203,11 @@ def read_annex(account: Account, stack_name: str) -> dict:
     stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     resources = {r["LogicalResourceId"]: r.get("PhysicalResourceId") for r in cfn.describe_stack_resources(StackName=stack["StackId"])["StackResources"] if "LogicalResourceId" in r}
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    role = iam.get_role(RoleName=role_name(resources["InstanceRole"]))["Role"]
+    role = iam.get_role(RoleName=stack["StackName"])["Role"]  # the project's role, made by add-user, named as its stack
+    try:
+        bucket_policy = json.loads(s3.get_bucket_policy(Bucket=outputs["BucketName"])["Policy"])
+    except ClientError:
+        bucket_policy = None
     return {
         "name": stack["StackName"],
         "id": stack["StackId"],
@@ -212,7 +217,7 @@ def read_annex(account: Account, stack_name: str) -> dict:
         "parameters": {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])},
         "outputs": outputs,
         "bucket": outputs["BucketName"],
-        "bucket_policy": json.loads(s3.get_bucket_policy(Bucket=outputs["BucketName"])["Policy"]),
+        "bucket_policy": bucket_policy,
         "groups": [g for g in outputs.get("GroupNames", "").split(",") if g],
         "lease_function": resources.get("LeaseFunction"),
         "lease_rule": resources.get("LeaseRule"),
@@ -267,14 +272,15 @@ def resolve(value, refs: dict, attrs: dict, imports: dict | None = None):
 
 def annex_refs(account: Account, stack_name: str) -> tuple[dict, dict]:
     """(refs, attrs) of a deployed annex stack, for `resolve`."""
-    cfn, iam = account.admin_client("cloudformation"), account.admin_client("iam")
+    cfn = account.admin_client("cloudformation")
     stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     resources = {r["LogicalResourceId"]: r.get("PhysicalResourceId") for r in cfn.describe_stack_resources(StackName=stack["StackId"])["StackResources"]
                  if "LogicalResourceId" in r}
     refs = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])} | resources | {
         "AWS::StackName": stack["StackName"], "AWS::StackId": stack["StackId"], "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
         "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
-    attrs = {("InstanceRole", "Arn"): iam.get_role(RoleName=role_name(resources["InstanceRole"]))["Role"]["Arn"]}
+    tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
+    attrs = {("Admission", "OwnerUserId"): tags[TAG_OWNER]}  # what the admission function answers: the caller's aws:userid
     return refs, attrs
 
 
