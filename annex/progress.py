@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from typing import ContextManager, Protocol
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 
 class Ui(Protocol):
     def say(self, text: str) -> None: ...
 
-    def working(self, what: str, typical: str = "") -> ContextManager: ...
+    def working(self, what: str, typical: str = "") -> AbstractContextManager: ...
 
     def event(self, event: dict) -> None: ...

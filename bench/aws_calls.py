@@ -40,7 +40,12 @@ def lifecycle_calls(url: str, work: Path, instances: int) -> dict[str, dict]:
         calls, seconds, output = counted_cli(*args)
         if command == "status" and "Bench" not in output:
             raise SystemExit(f"bench: status did not show the annex:\n{output}")
-        found[command] = {"calls": dict(calls.calls), "total": calls.total, "requests": calls.requests, "seconds": seconds}
+        found[command] = {
+            "calls": dict(calls.calls),
+            "total": calls.total,
+            "requests": calls.requests,
+            "seconds": seconds,
+        }
     return found
 
 
@@ -52,11 +57,18 @@ def status_calls(url: str, work: Path, annexes: int, instances: int) -> dict:
     aws = Aws()
     groups = sum(len(deploy(f"Bench-{i:03d}", expiry(2), instances, aws)["groups"]) for i in range(annexes))
     calls, seconds, output = counted_cli("status", "--output", "json")
-    shown = json.loads(output[output.index("["):])
+    shown = json.loads(output[output.index("[") :])
     if len(shown) != annexes:
         raise SystemExit(f"bench: status showed {len(shown)} annexes, not {annexes}")
-    return {"calls": dict(calls.calls), "total": calls.total, "requests": calls.requests, "seconds": seconds,
-            "shown": len(shown), "groups": groups, "instances": sum(sum(a["instances"].values()) for a in shown)}
+    return {
+        "calls": dict(calls.calls),
+        "total": calls.total,
+        "requests": calls.requests,
+        "seconds": seconds,
+        "shown": len(shown),
+        "groups": groups,
+        "instances": sum(sum(a["instances"].values()) for a in shown),
+    }
 
 
 def table(columns: dict, label: str) -> list[str]:
@@ -101,8 +113,14 @@ def main(argv=None) -> int:
     print("\n".join(table(by_annexes, "call \\ annexes")))
     width = max(len(o) for c in by_annexes.values() for o in c["calls"])
     for what in ("groups", "instances"):
-        print(f"    {what + ' (shown)' if what == 'instances' else what:<{width}} " + " ".join(f"{by_annexes[n][what]:>7}" for n in args.annexes))
-    print(f"    {'pages of 50 groups':<{width}} " + " ".join(f"{-(-by_annexes[n]['groups'] // 50):>7}" for n in args.annexes))
+        print(
+            f"    {what + ' (shown)' if what == 'instances' else what:<{width}} "
+            + " ".join(f"{by_annexes[n][what]:>7}" for n in args.annexes)
+        )
+    print(
+        f"    {'pages of 50 groups':<{width}} "
+        + " ".join(f"{-(-by_annexes[n]['groups'] // 50):>7}" for n in args.annexes)
+    )
     if args.json:
         print(json.dumps({"by_size": by_size, "equal": equal, "status_by_annexes": by_annexes}))
     return 0

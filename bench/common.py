@@ -28,8 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def local_aws():
     """A moto server for one bench run, this process pointed at it, and a scratch folder: yields (url, folder).
     The server's log goes to $BENCH_MOTO_LOG when set."""
-    with open(os.environ.get("BENCH_MOTO_LOG", os.devnull), "w") as log, moto_server(log=log) as url, \
-            tempfile.TemporaryDirectory(prefix="annex-bench-") as tmp:
+    with (
+        open(os.environ.get("BENCH_MOTO_LOG", os.devnull), "w") as log,
+        moto_server(log=log) as url,
+        tempfile.TemporaryDirectory(prefix="annex-bench-") as tmp,
+    ):
         point_at(url, Path(tmp))
         yield url, Path(tmp)
 
@@ -39,8 +42,12 @@ def point_at(url: str, work: Path) -> dict:
     for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         os.environ.pop(name, None)
     os.environ.update(
-        AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=str(work / "aws-config"), AWS_SHARED_CREDENTIALS_FILE=str(work / "aws-credentials"),
+        AWS_ENDPOINT_URL=url,
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(work / "aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(work / "aws-credentials"),
         XDG_CACHE_HOME=str(work / "cache"),
     )
     return dict(os.environ)
@@ -66,8 +73,14 @@ def fresh_account(url: str, work: Path) -> None:
     ec2.create_tags(Resources=[big], Tags=[{"Key": "Name", "Value": SETUP_NAME}])
     # The administrator's limits (annex/cost.py; default 64 instances per annex), raised as `condor_annex setup
     # --max-instances` would, so that annexes of 1,000 instances may be created.
-    limits = {**DEFAULT_LIMITS, "max_instances": 5000, "max_ceiling_usd": 1_000_000, "max_annexes_per_user": 1000,
-              "max_instances_per_user": 100_000, "max_instances_per_account": 100_000}
+    limits = {
+        **DEFAULT_LIMITS,
+        "max_instances": 5000,
+        "max_ceiling_usd": 1_000_000,
+        "max_annexes_per_user": 1000,
+        "max_instances_per_user": 100_000,
+        "max_instances_per_account": 100_000,
+    }
     Aws().client("ssm").put_parameter(Name=LIMITS_PARAMETER, Type="String", Overwrite=True, Value=json.dumps(limits))
     os.environ["CONDOR_CONFIG"] = str(write_pool(work / "condor"))
 
@@ -128,7 +141,11 @@ def run_cli(*args: str) -> tuple[int, str]:
 
 
 def counted_cli(*args: str) -> tuple[Calls, float, str]:
-    """Run one command, counting its AWS calls; exits the bench if the command fails."""
+    """Run one command, counting its AWS calls; exits the bench if the command fails. Each command starts
+    as a new process would: with nothing remembered of an earlier command's Price List refusals."""
+    from annex.money import prices
+
+    prices._REFUSED.clear()
     calls = Calls()
     started = time.perf_counter()
     with calls.counting():
@@ -170,5 +187,10 @@ def deploy(project_id: str, expiry_text: str, instances: int, aws=None) -> dict:
     final = aws.stacks.wait(stack_id, lambda s: not s.endswith("_IN_PROGRESS"), first=0.05, longest=0.5)
     if final.status != "CREATE_COMPLETE":
         raise SystemExit(f"bench: annex {project_id} ended {final.status}: {final.reason}")
-    return {"config": config, "names": SimpleNamespace(stack=name, bucket=final.bucket), "stack_id": stack_id, "stack": final,
-            "groups": final.groups}
+    return {
+        "config": config,
+        "names": SimpleNamespace(stack=name, bucket=final.bucket),
+        "stack_id": stack_id,
+        "stack": final,
+        "groups": final.groups,
+    }

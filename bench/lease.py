@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 import leasekit  # noqa: E402
+
 from annex.config.when import iso_utc  # noqa: E402
 
 REFERENCES = 8
@@ -47,8 +48,12 @@ def start_up(env: dict, at: str, repeat: int = 3) -> float:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        subprocess.run([faketime(), "-f", "@" + at, sys.executable, "-c", "import boto3; boto3.setup_default_session()"],
-                       env={**env, "TZ": "UTC"}, check=True, capture_output=True)
+        subprocess.run(
+            [faketime(), "-f", "@" + at, sys.executable, "-c", "import boto3; boto3.setup_default_session()"],
+            env={**env, "TZ": "UTC"},
+            check=True,
+            capture_output=True,
+        )
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -56,8 +61,13 @@ def start_up(env: dict, at: str, repeat: int = 3) -> float:
 def left_over(aws, annex) -> dict:
     """What remains of the annex: stack status, its groups, its instances that are pending or running, bucket."""
     groups = aws.groups.describe(annex.groups)
-    return {"stack": leasekit.stack_status(aws, annex.stack_id), "groups": len(groups), "desired": sum(g["DesiredCapacity"] for g in groups),
-            "running": len(leasekit.running_instances(aws, annex.groups)), "bucket": aws.s3.exists(annex.bucket)}
+    return {
+        "stack": leasekit.stack_status(aws, annex.stack_id),
+        "groups": len(groups),
+        "desired": sum(g["DesiredCapacity"] for g in groups),
+        "running": len(leasekit.running_instances(aws, annex.groups)),
+        "bucket": aws.s3.exists(annex.bucket),
+    }
 
 
 def measure(size: int, expiry: datetime, fires: datetime, work: Path) -> tuple[dict, float]:
@@ -75,8 +85,15 @@ def measure(size: int, expiry: datetime, fires: datetime, work: Path) -> tuple[d
                 raise SystemExit(f"lease: the lease function failed:\n{run.stderr[-3000:]}")
             after = left_over(aws, annex)
             baseline = start_up(acct.env, leasekit.at(fires))
-    return {"calls": run.calls, "seconds": seconds, "actions": run.actions, "result": run.result, "before": before, "after": after,
-            "total": run.total}, baseline
+    return {
+        "calls": run.calls,
+        "seconds": seconds,
+        "actions": run.actions,
+        "result": run.result,
+        "before": before,
+        "after": after,
+        "total": run.total,
+    }, baseline
 
 
 def main(argv=None) -> int:
@@ -95,10 +112,12 @@ def main(argv=None) -> int:
             baselines.append(baseline)
     baseline = statistics.median(baselines)
 
-    print(f"The expired lease function (as deployed, run {fires - expiry} past the expiry under faketime), by instances")
+    print(
+        f"The expired lease function (as deployed, run {fires - expiry} past the expiry under faketime), by instances"
+    )
     ops = sorted({op for r in results.values() for op in r["calls"]})
     label = "call \\ instances"
-    width = max(len(o) for o in ops + [label, "of which start-up, s"])
+    width = max(len(o) for o in [*ops, label, "of which start-up, s"])
     print(f"  {label:<{width}} " + " ".join(f"{s:>8}" for s in args.sizes))
     for op in ops:
         print(f"  {op:<{width}} " + " ".join(f"{results[s]['calls'].get(op, 0):>8}" for s in args.sizes))
@@ -108,16 +127,31 @@ def main(argv=None) -> int:
     print(f"  {'AutoScaling groups':<{width}} " + " ".join(f"{results[s]['before']['groups']:>8}" for s in args.sizes))
     equal = len({json.dumps(r["calls"], sort_keys=True) for r in results.values()}) == 1
     groups = sorted({r["before"]["groups"] for r in results.values()})
-    print(f"  calls equal across sizes: {'yes' if equal else 'NO'}; AutoScaling groups per annex: {', '.join(map(str, groups))} "
-          "(one group holds every instance type)")
+    print(
+        f"  calls equal across sizes: {'yes' if equal else 'NO'}; AutoScaling groups per annex: {', '.join(map(str, groups))} "
+        "(one group holds every instance type)"
+    )
     for size, r in results.items():
         b, a = r["before"], r["after"]
-        print(f"  {size} instances: before {b['running']} running in {b['groups']} groups (desired {b['desired']}), "
-              f"stack {b['stack']}; after {a['running']} running, {a['groups']} groups, stack {a['stack']}, "
-              f"bucket {'still there' if a['bucket'] else 'gone'}; actions: {', '.join(dict.fromkeys(r['actions']))}")
+        print(
+            f"  {size} instances: before {b['running']} running in {b['groups']} groups (desired {b['desired']}), "
+            f"stack {b['stack']}; after {a['running']} running, {a['groups']} groups, stack {a['stack']}, "
+            f"bucket {'still there' if a['bucket'] else 'gone'}; actions: {', '.join(dict.fromkeys(r['actions']))}"
+        )
     if args.json:
-        print(json.dumps({"results": results, "equal": equal, "groups": groups, "startup_seconds": baseline,
-                          "expiry": expiry.isoformat(), "fired": fires.isoformat()}, default=str))
+        print(
+            json.dumps(
+                {
+                    "results": results,
+                    "equal": equal,
+                    "groups": groups,
+                    "startup_seconds": baseline,
+                    "expiry": expiry.isoformat(),
+                    "fired": fires.isoformat(),
+                },
+                default=str,
+            )
+        )
     return 0
 
 

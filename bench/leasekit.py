@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:  # bench/lease.py imports this module too
 import yaml  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
-from annex.aws.session import Aws# noqa: E402
+from annex.aws.session import Aws  # noqa: E402
 from annex.names import LEASE_SUFFIX, LIMITS_PARAMETER, SETUP_STACK, SWEEP_FUNCTION  # noqa: E402
 from annex.standin.account import prepare_account  # noqa: E402
 from annex.standin.pool import write_pool  # noqa: E402
@@ -41,11 +41,20 @@ from annex.standin.server import moto_server  # noqa: E402
 
 REGION = "us-east-1"
 FAKETIME = shutil.which("faketime") or "/usr/bin/faketime"
-LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") + glob.glob("/usr/lib/faketime/libfaketime.so.1"))), None)
+LIBFAKETIME = next(
+    iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") + glob.glob("/usr/lib/faketime/libfaketime.so.1"))),
+    None,
+)
 # The administrator's limits on a hand-made account (`setup` writes the same parameter): large enough for
 # annexes of 1,000 instances that end in 2031.
-WIDE_LIMITS = {"max_instances": 5000, "max_lease_hours": 100_000, "max_ceiling_usd": 1_000_000_000,
-               "max_annexes_per_user": 1000, "max_instances_per_user": 100_000, "max_instances_per_account": 100_000}
+WIDE_LIMITS = {
+    "max_instances": 5000,
+    "max_lease_hours": 100_000,
+    "max_ceiling_usd": 1_000_000_000,
+    "max_annexes_per_user": 1000,
+    "max_instances_per_user": 100_000,
+    "max_instances_per_account": 100_000,
+}
 SPOT = "0.05"  # every reference's spot price cap: the cost ceiling needs no price list
 
 # Run in the child: count every AWS call (per service.Operation) through hooks on boto3's default session
@@ -69,7 +78,10 @@ def count(event_name, **kwargs):
     operation = event_name.split(".", 1)[1]
     calls.update([operation])
     if operation in fail:
-        error = {"Error": {"Code": "InternalFailure", "Message": operation + " failed (injected)"}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+        error = {
+            "Error": {"Code": "InternalFailure", "Message": operation + " failed (injected)"},
+            "ResponseMetadata": {"HTTPStatusCode": 500},
+        }
         return AWSResponse("https://injected.invalid", 500, {}, None), error
 
 def hold(params, **kwargs):
@@ -81,7 +93,8 @@ def hold(params, **kwargs):
 
 def answer(parsed, **kwargs):
     for o in held:
-        parsed.setdefault("Errors", []).append({"Key": o["Key"], "VersionId": o.get("VersionId", "null"), "Code": code, "Message": "injected"})
+        failure = {"Key": o["Key"], "VersionId": o.get("VersionId", "null"), "Code": code, "Message": "injected"}
+        parsed.setdefault("Errors", []).append(failure)
     held.clear()
 
 events.register("before-call", count)
@@ -160,11 +173,21 @@ def account(work: Path, movable_clock: bool = False):
         clock.write_text("+0\n")
         extra = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": str(clock), "FAKETIME_NO_CACHE": "1"}
     with open(work / "moto.log", "w") as log, moto_server(extra, log=log) as url:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ANNEX_", "FAKETIME", "LEASE_")) and k not in ("LD_PRELOAD", "PYTHONPATH")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_", "ANNEX_", "FAKETIME", "LEASE_")) and k not in ("LD_PRELOAD", "PYTHONPATH")
+        }
         env.update(
-            AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION,
-            AWS_CONFIG_FILE=str(work / "aws-config"), AWS_SHARED_CREDENTIALS_FILE=str(work / "aws-credentials"),
-            HOME=str(work), XDG_CACHE_HOME=str(work / "cache"), CONDOR_CONFIG=str(write_pool(work / "pool")),
+            AWS_ENDPOINT_URL=url,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION=REGION,
+            AWS_CONFIG_FILE=str(work / "aws-config"),
+            AWS_SHARED_CREDENTIALS_FILE=str(work / "aws-credentials"),
+            HOME=str(work),
+            XDG_CACHE_HOME=str(work / "cache"),
+            CONDOR_CONFIG=str(write_pool(work / "pool")),
         )
         yield Account(url, work, env, clock)
 
@@ -180,7 +203,9 @@ def hand_made(acct: Account, references: int = 8) -> Account:
     return acct
 
 
-def set_up(acct: Account, max_lease_hours: float = 168, max_instances: int = 2000, instance_types=("m5.large", "c5.large")) -> Account:
+def set_up(
+    acct: Account, max_lease_hours: float = 168, max_instances: int = 2000, instance_types=("m5.large", "c5.large")
+) -> Account:
     """Prepare the account with `condor_annex setup` (plan_setup + execute_setup): the set-up stack with its
     account-level lease, admission and published annex template. The stand-in has no Price List: the
     types' prices are put in the price cache first, as a real account's would be fetched; and moto makes
@@ -213,10 +238,12 @@ class Annex:
     bucket: str
     expiry: str
     published: bool = False
-    function: "Deployed | None" = None  # its lease function as deployed (read while the stack exists)
+    function: Deployed | None = None  # its lease function as deployed (read while the stack exists)
 
 
-def create_annex(aws: Aws, project_id: str, instances: int, expiry: str | None = None, duration: str | None = None, edit=None) -> Annex:
+def create_annex(
+    aws: Aws, project_id: str, instances: int, expiry: str | None = None, duration: str | None = None, edit=None
+) -> Annex:
     """What `condor_annex create` does: plan_create, then execute_create (one stack asking for every
     instance, the configuration uploaded as soon as its bucket exists). `edit(plan)` may change the plan
     first, as someone calling CloudFormation directly could (e.g. an expiry beyond the administrator's limits)."""
@@ -226,14 +253,17 @@ def create_annex(aws: Aws, project_id: str, instances: int, expiry: str | None =
 
     if aws.stacks.setup() is not None:  # a published annex launches with its project's identity, made once
         add_project(project_id, aws.region, aws=aws)
-    plan = lifecycle.plan_create(lifecycle.CreateRequest(project_id, instances, expiry=expiry, duration=duration,
-                                                         max_price=0.5), aws=aws)
+    plan = lifecycle.plan_create(
+        lifecycle.CreateRequest(project_id, instances, expiry=expiry, duration=duration, max_price=0.5), aws=aws
+    )
     if edit:
         edit(plan)
     created = execute_create(plan, RecordingUi(), sleep=lambda s: None)
     stack = created.stack
     assert stack.status == "CREATE_COMPLETE" and created.watched.launched == instances, (stack.status, created.watched)
-    annex = Annex(project_id, stack.name, stack.id, stack.groups, stack.bucket, stack.parameters["Expiry"], plan.published)
+    annex = Annex(
+        project_id, stack.name, stack.id, stack.groups, stack.bucket, stack.parameters["Expiry"], plan.published
+    )
     annex.function = deployed_lease(aws, annex)
     return annex
 
@@ -262,7 +292,12 @@ def deployed(aws: Aws, stack: str, resource: str) -> Deployed:
     listed = aws.client("cloudformation").describe_stack_resources(StackName=stack)["StackResources"]
     (name,) = [r["PhysicalResourceId"] for r in listed if r.get("LogicalResourceId") == resource]
     config = aws.client("lambda").get_function_configuration(FunctionName=name)
-    return Deployed(config["FunctionName"], properties["Code"]["ZipFile"], config["Handler"], config.get("Environment", {}).get("Variables", {}))
+    return Deployed(
+        config["FunctionName"],
+        properties["Code"]["ZipFile"],
+        config["Handler"],
+        config.get("Environment", {}).get("Variables", {}),
+    )
 
 
 def deployed_lease(aws: Aws, annex: Annex) -> Deployed:
@@ -294,7 +329,9 @@ class Run:
         return sum(self.calls.values())
 
 
-def run_function(fn: Deployed, env: dict, work: Path, at: str, event: dict, fail: tuple[str, ...] = (), delete_error: str = "") -> Run:
+def run_function(
+    fn: Deployed, env: dict, work: Path, at: str, event: dict, fail: tuple[str, ...] = (), delete_error: str = ""
+) -> Run:
     """Call `fn` as Lambda would, its clock set to `at` (UTC, 'YYYY-MM-DD HH:MM:SS', then running on);
     `fail`: operations (e.g. "cloudformation.DeleteStack") answered with an error; `delete_error`: see RUNNER."""
     assert os.path.exists(FAKETIME), f"{FAKETIME} is missing: apt-get install faketime (bin/lib/env.sh does)"
@@ -304,21 +341,47 @@ def run_function(fn: Deployed, env: dict, work: Path, at: str, event: dict, fail
     module, _, function = fn.handler.partition(".")
     assert module == "index", fn.handler
     calls, result = folder / "calls.json", folder / "result.json"
-    child = {k: v for k, v in env.items() if not k.startswith(("ANNEX_", "FAKETIME", "LEASE_")) and k not in ("LD_PRELOAD", "PYTHONPATH")}
+    child = {
+        k: v
+        for k, v in env.items()
+        if not k.startswith(("ANNEX_", "FAKETIME", "LEASE_")) and k not in ("LD_PRELOAD", "PYTHONPATH")
+    }
     child.update(fn.variables)
-    child.update(AWS_REGION=REGION, TZ="UTC", LEASE_CALLS=str(calls), LEASE_RESULT=str(result), LEASE_FAIL=",".join(fail),
-                 LEASE_DELETE_ERROR=delete_error)
-    done = subprocess.run([FAKETIME, "-f", "@" + at, sys.executable, "-c", RUNNER, function, json.dumps(event)],
-                          cwd=folder, env=child, capture_output=True, text=True, timeout=300)
+    child.update(
+        AWS_REGION=REGION,
+        TZ="UTC",
+        LEASE_CALLS=str(calls),
+        LEASE_RESULT=str(result),
+        LEASE_FAIL=",".join(fail),
+        LEASE_DELETE_ERROR=delete_error,
+    )
+    done = subprocess.run(
+        [FAKETIME, "-f", "@" + at, sys.executable, "-c", RUNNER, function, json.dumps(event)],
+        cwd=folder,
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    return Run(done.returncode, lines, json.loads(calls.read_text()) if calls.exists() else {},
-               json.loads(result.read_text()) if result.exists() else None, done.stderr)
+    return Run(
+        done.returncode,
+        lines,
+        json.loads(calls.read_text()) if calls.exists() else {},
+        json.loads(result.read_text()) if result.exists() else None,
+        done.stderr,
+    )
 
 
 def clock_in_child(env: dict, at: str) -> float:
     """What time.time() says in a child started the way run_function starts one."""
-    done = subprocess.run([FAKETIME, "-f", "@" + at, sys.executable, "-c", "import time; print(time.time())"],
-                          env={**env, "TZ": "UTC"}, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [FAKETIME, "-f", "@" + at, sys.executable, "-c", "import time; print(time.time())"],
+        env={**env, "TZ": "UTC"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(done.stdout)
 
 
@@ -331,9 +394,17 @@ def s3_record(bucket: str, key: str, event_name: str = "ObjectCreated:Put") -> d
     """One record of an S3 event notification, as AWS documents it (the key URL-encoded, '/' kept)."""
     from urllib.parse import quote_plus
 
-    return {"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION, "eventName": event_name,
-            "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                   "object": {"key": quote_plus(key, safe="/"), "size": 64}}}
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": REGION,
+        "eventName": event_name,
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": quote_plus(key, safe="/"), "size": 64},
+        },
+    }
 
 
 # --- what is there -------------------------------------------------------------------------------------
@@ -365,7 +436,10 @@ def running_instances(aws: Aws, groups: list[str]) -> list[str]:
     if not groups:
         return []
     ids, ec2 = [], aws.client("ec2")
-    filters = [{"Name": "tag:aws:autoscaling:groupName", "Values": groups}, {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    filters = [
+        {"Name": "tag:aws:autoscaling:groupName", "Values": groups},
+        {"Name": "instance-state-name", "Values": ["pending", "running"]},
+    ]
     for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
         ids += [i["InstanceId"] for r in page["Reservations"] for i in r["Instances"]]
     return sorted(ids)
@@ -382,17 +456,28 @@ def bucket_objects(aws: Aws, bucket: str) -> dict | None:
 def snapshot(aws: Aws, annex: Annex) -> dict:
     """Everything a lease run could change about one annex, in comparable form."""
     asg = aws.client("autoscaling")
-    groups = {g["AutoScalingGroupName"]: (g["MinSize"], g["MaxSize"], g["DesiredCapacity"], sorted(i["InstanceId"] for i in g["Instances"]))
-              for g in aws.groups.describe(annex.groups)}
-    scheduled = sorted((a["AutoScalingGroupName"], a["StartTime"].isoformat(), a["MinSize"], a["MaxSize"], a["DesiredCapacity"])
-                       for g in groups for a in asg.describe_scheduled_actions(AutoScalingGroupName=g)["ScheduledUpdateGroupActions"])
+    groups = {
+        g["AutoScalingGroupName"]: (
+            g["MinSize"],
+            g["MaxSize"],
+            g["DesiredCapacity"],
+            sorted(i["InstanceId"] for i in g["Instances"]),
+        )
+        for g in aws.groups.describe(annex.groups)
+    }
+    scheduled = sorted(
+        (a["AutoScalingGroupName"], a["StartTime"].isoformat(), a["MinSize"], a["MaxSize"], a["DesiredCapacity"])
+        for g in groups
+        for a in asg.describe_scheduled_actions(AutoScalingGroupName=g)["ScheduledUpdateGroupActions"]
+    )
     stack = stack_record(aws, annex.stack_id)
     try:
         rule = aws.client("events").describe_rule(Name=annex.stack + LEASE_SUFFIX)["ScheduleExpression"]
     except ClientError:
         rule = None
     return {
-        "stack": stack and (stack["StackStatus"], str(stack.get("LastUpdatedTime")), json.dumps(stack["Parameters"], sort_keys=True)),
+        "stack": stack
+        and (stack["StackStatus"], str(stack.get("LastUpdatedTime")), json.dumps(stack["Parameters"], sort_keys=True)),
         "groups": groups,
         "running": running_instances(aws, annex.groups),
         "objects": bucket_objects(aws, annex.bucket),
@@ -410,8 +495,10 @@ def gone(aws: Aws, annex: Annex) -> list[str]:
     left += [f"instance {i}" for i in running_instances(aws, annex.groups)]
     if aws.s3.exists(annex.bucket):
         left.append(f"bucket {annex.bucket}")
-    for what, call in (("rule", lambda: aws.client("events").describe_rule(Name=annex.stack + LEASE_SUFFIX)),
-                       ("function", lambda: aws.client("lambda").get_function(FunctionName=annex.stack + LEASE_SUFFIX))):
+    for what, call in (
+        ("rule", lambda: aws.client("events").describe_rule(Name=annex.stack + LEASE_SUFFIX)),
+        ("function", lambda: aws.client("lambda").get_function(FunctionName=annex.stack + LEASE_SUFFIX)),
+    ):
         try:
             call()
             left.append(what)
@@ -425,7 +512,8 @@ def gone(aws: Aws, annex: Annex) -> list[str]:
 def leaving_events(sqs, queue_url: str) -> list[dict]:
     """The S3 event records moto sent to a queue (the tests' way to see the event moto's S3 makes of a put)."""
     records = []
-    for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", []):
+    for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+        "Messages", []
+    ):
         records += json.loads(message["Body"]).get("Records", [])
     return records
-

@@ -27,8 +27,11 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 HEAVY = ("boto3", "botocore", "troposphere", "awacs", "cfnlint", "rich", "yaml")
-MUST_NOT = {"--help": ("boto3", "botocore", "troposphere", "cfnlint", "rich"), "create --help": ("boto3", "botocore", "troposphere", "cfnlint", "rich"),
-            "render": ("boto3", "botocore", "cfnlint")}
+MUST_NOT = {
+    "--help": ("boto3", "botocore", "troposphere", "cfnlint", "rich"),
+    "create --help": ("boto3", "botocore", "troposphere", "cfnlint", "rich"),
+    "render": ("boto3", "botocore", "cfnlint"),
+}
 
 # Runs a condor_annex command in a child interpreter exactly as the console script does, then reports the
 # heavy modules it left loaded.
@@ -61,7 +64,9 @@ def commands() -> tuple[dict[str, list[str]], str | None]:
 def quiet_env(home: str) -> dict:
     """No user configuration: both CLIs read none, so their start-up is all that is measured."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON"))}
-    env.update(HOME=home, AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_DEFAULT_REGION="us-east-1")
+    env.update(
+        HOME=home, AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_DEFAULT_REGION="us-east-1"
+    )
     return env
 
 
@@ -92,14 +97,16 @@ def loaded_modules(args: list[str], env: dict) -> list[str]:
     line = [ln for ln in done.stderr.splitlines() if ln.startswith("LOADED ")]
     if not line:
         raise SystemExit(f"startup: could not probe condor_annex {' '.join(args)}: {done.stderr[-400:]}")
-    return json.loads(line[-1][len("LOADED "):])
+    return json.loads(line[-1][len("LOADED ") :])
 
 
 def slowest_imports(args: list[str], env: dict, top: int = 8) -> list[tuple[str, float]]:
     """-X importtime for one command: cumulative import time (ms) per top-level package, each counted
     where it is first reached (not again inside itself), largest first."""
     code = PROBE.replace("HEAVY", "[]")
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code, json.dumps(args)], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code, json.dumps(args)], env=env, capture_output=True, text=True
+    )
     rows = []
     for line in done.stderr.splitlines():
         if line.startswith("import time:") and line.count("|") == 2:
@@ -129,8 +136,12 @@ def main(argv=None) -> int:
         loaded = {command: loaded_modules(command.split(), env) for command in MUST_NOT}
         imports = slowest_imports(["render"], env)
 
-    figures = {name: {"median_ms": statistics.median(s), "min_ms": min(s), "runs": len(s)} for name, s in samples.items()}
-    print(f"condor_annex start-up, {args.repeat} interleaved runs each (Python {sys.version.split()[0]}, {sys.executable})")
+    figures = {
+        name: {"median_ms": statistics.median(s), "min_ms": min(s), "runs": len(s)} for name, s in samples.items()
+    }
+    print(
+        f"condor_annex start-up, {args.repeat} interleaved runs each (Python {sys.version.split()[0]}, {sys.executable})"
+    )
     print(f"  {'command':<22} {'median ms':>10} {'min ms':>8}")
     for name, f in figures.items():
         print(f"  {name:<22} {f['median_ms']:>10.1f} {f['min_ms']:>8.1f}")
@@ -147,7 +158,9 @@ def main(argv=None) -> int:
         print("\n  ratios of medians:")
         for name, ratio in ratios.items():
             print(f"    {name:<36} {ratio:5.2f}")
-        print(f"    {'aws --version / python -c pass':<36} {aws['median_ms'] / figures['python -c pass']['median_ms']:5.2f}")
+        print(
+            f"    {'aws --version / python -c pass':<36} {aws['median_ms'] / figures['python -c pass']['median_ms']:5.2f}"
+        )
         print(f"\n  target --help < 0.5 × aws --version: {'met' if targets['condor_annex --help'] else 'MISSED'}")
         print(f"  target render < 1.0 × aws --version: {'met' if targets['condor_annex render'] else 'MISSED'}")
     overhead = figures["condor_annex --help"]["median_ms"] - figures["python -c pass"]["median_ms"]
@@ -164,8 +177,19 @@ def main(argv=None) -> int:
     for name, ms in imports:
         print(f"    {name:<40} {ms:7.1f}")
     if args.json:
-        print(json.dumps({"figures": figures, "ratios": ratios, "targets": targets, "aws_missing": missing,
-                          "loaded": loaded, "clean": clean, "render_imports": imports}))
+        print(
+            json.dumps(
+                {
+                    "figures": figures,
+                    "ratios": ratios,
+                    "targets": targets,
+                    "aws_missing": missing,
+                    "loaded": loaded,
+                    "clean": clean,
+                    "render_imports": imports,
+                }
+            )
+        )
     return 0
 
 

@@ -22,20 +22,32 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import leasekit  # noqa: E402  (bench/ is this script's directory)
+import leasekit
 
-from annex.names import SWEEP_FUNCTION, TAG_EXPIRY, TAG_OWNER, TAG_PROJECT  # noqa: E402
+from annex.names import SWEEP_FUNCTION, TAG_EXPIRY, TAG_OWNER, TAG_PROJECT
 
 NOTHING = json.dumps({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}})
-EVENT = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {},
-         "resources": [f"arn:aws:events:{leasekit.REGION}:123456789012:rule/{SWEEP_FUNCTION}"]}
+EVENT = {
+    "version": "0",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "detail": {},
+    "resources": [f"arn:aws:events:{leasekit.REGION}:123456789012:rule/{SWEEP_FUNCTION}"],
+}
 
 
 def add_annexes(cfn, first: int, count: int, expiry: datetime) -> None:
     for i in range(first, first + count):
-        tags = {TAG_PROJECT: f"Bench {i}", TAG_OWNER: "AIDAEXAMPLEBENCH", TAG_EXPIRY: expiry.strftime("%Y-%m-%dT%H:%M:%SZ")}
-        cfn.create_stack(StackName=f"htcondor-annex-bench-{i:04d}", TemplateBody=NOTHING,
-                         Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        tags = {
+            TAG_PROJECT: f"Bench {i}",
+            TAG_OWNER: "AIDAEXAMPLEBENCH",
+            TAG_EXPIRY: expiry.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        cfn.create_stack(
+            StackName=f"htcondor-annex-bench-{i:04d}",
+            TemplateBody=NOTHING,
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
 
 
 def measure(sizes: list[int], work: Path) -> dict:
@@ -60,14 +72,22 @@ def measure(sizes: list[int], work: Path) -> dict:
                 if due.returncode != 0:
                     raise SystemExit(f"sweep: the sweep failed:\n{due.stderr[-3000:]}")
                 ended = (due.result or {}).get("ended", [])
-                results[size] = {"none_due": quiet.calls, "none_due_total": quiet.total, "one_due": due.calls,
-                                 "one_due_total": due.total, "ended": ended, "before_design": 1 + size}
+                results[size] = {
+                    "none_due": quiet.calls,
+                    "none_due_total": quiet.total,
+                    "one_due": due.calls,
+                    "one_due_total": due.total,
+                    "ended": ended,
+                    "before_design": 1 + size,
+                }
     return results
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--annexes", type=int, nargs="+", default=[1, 10, 100], help="annexes in the region (ascending)")
+    parser.add_argument(
+        "--annexes", type=int, nargs="+", default=[1, 10, 100], help="annexes in the region (ascending)"
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line at the end")
     args = parser.parse_args(argv)
     sizes = sorted(set(args.annexes))
@@ -83,7 +103,10 @@ def main(argv=None) -> int:
         print(f"  {op:<{width}} " + " ".join(f"{results[s]['none_due'].get(op, 0):>6}" for s in sizes))
     print(f"  {'total, none due':<{width}} " + " ".join(f"{results[s]['none_due_total']:>6}" for s in sizes))
     print(f"  {'total, one more annex due':<{width}} " + " ".join(f"{results[s]['one_due_total']:>6}" for s in sizes))
-    print(f"  {'before (1 + a DescribeStacks each)':<{width}} " + " ".join(f"{results[s]['before_design']:>6}" for s in sizes))
+    print(
+        f"  {'before (1 + a DescribeStacks each)':<{width}} "
+        + " ".join(f"{results[s]['before_design']:>6}" for s in sizes)
+    )
     most = max(r["none_due_total"] for r in results.values())
     print(f"  at most {most} calls per run when none is due (ListStacks and the tagging API, a page per 100 stacks)")
     if args.json:

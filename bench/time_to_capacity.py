@@ -76,11 +76,7 @@ def references(value, names) -> set[str]:
             target = argument.split(".", 1)[0] if isinstance(argument, str) else argument[0]
             return {target} & set(names)
         if key == "Fn::Sub":
-            text, variables = (
-                (argument, {})
-                if isinstance(argument, str)
-                else (argument[0], (argument[1:] or [{}])[0])
-            )
+            text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], (argument[1:] or [{}])[0])
             found = references(list(variables.values()), names)
             for inside in SUB_NAME.findall(text) if isinstance(text, str) else ():
                 target = inside.split(".", 1)[0].strip()
@@ -99,14 +95,8 @@ def dependencies(template: dict) -> dict[str, set[str]]:
         depends = resource.get("DependsOn") or []
         named = {depends} if isinstance(depends, str) else set(depends)
         if named - set(resources):
-            raise ValueError(
-                f"{name} DependsOn {sorted(named - set(resources))}, which are not resources"
-            )
-        body = {
-            key: part
-            for key, part in resource.items()
-            if key not in ("Type", "DependsOn", "Condition")
-        }
+            raise ValueError(f"{name} DependsOn {sorted(named - set(resources))}, which are not resources")
+        body = {key: part for key, part in resource.items() if key not in ("Type", "DependsOn", "Condition")}
         graph[name] = (named | references(body, resources)) - {name}
     return graph
 
@@ -178,9 +168,7 @@ def load_durations(path: Path = DURATIONS) -> dict:
     for kind, entries in (("resources", table["resources"]), ("operations", table["operations"])):
         for name, entry in entries.items():
             if entry.get("basis") not in BASES or not str(entry.get("source", "")).strip():
-                raise ValueError(
-                    f"{path.name}: {kind} {name} needs a basis ({', '.join(BASES)}) and a source"
-                )
+                raise ValueError(f"{path.name}: {kind} {name} needs a basis ({', '.join(BASES)}) and a source")
     return table
 
 
@@ -235,15 +223,9 @@ def create_operations(source: str) -> list[str]:
     """The stack operations and the configuration upload that `execute_create` makes, in the order its
     code makes them (read from the source: aws.stacks.create, aws.s3.put_objects, aws.stacks.update)."""
     tree = ast.parse(source)
-    function = next(
-        n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "execute_create"
-    )
+    function = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "execute_create")
     calls = sorted(
-        (
-            n
-            for n in ast.walk(function)
-            if isinstance(n, ast.Call) and isinstance(n.func, (ast.Attribute, ast.Name))
-        ),
+        (n for n in ast.walk(function) if isinstance(n, ast.Call) and isinstance(n.func, (ast.Attribute, ast.Name))),
         key=lambda n: (n.lineno, n.col_offset),
     )
     found = []
@@ -294,11 +276,7 @@ def estimate(template: dict, operations: Operations, table: dict) -> dict:
         path = chain(group, waited)
         steps += [Step(name, types[name], seconds[name], finish[name]) for name in path[:-1]]
         request = duration(table, GROUP, "request")
-        steps.append(
-            Step(
-                f"{group} created → first scaling activity", GROUP, request, starts[group] + request
-            )
-        )
+        steps.append(Step(f"{group} created → first scaling activity", GROUP, request, starts[group] + request))
         result["configuration_seconds"] = round(configuration_ready(types, finish, table), 3)
         spare = slack(graph, seconds, starts, group)
         result["also_waited_for"] = [
@@ -313,9 +291,7 @@ def estimate(template: dict, operations: Operations, table: dict) -> dict:
         ]
     else:
         last = max(sorted(graph), key=lambda name: finish[name])
-        steps += [
-            Step(name, types[name], seconds[name], finish[name]) for name in chain(last, waited)
-        ]
+        steps += [Step(name, types[name], seconds[name], finish[name]) for name in chain(last, waited)]
         at = finish[last]
         for label, name in BETWEEN_OPERATIONS:
             at += overhead(table, name)
@@ -323,8 +299,7 @@ def estimate(template: dict, operations: Operations, table: dict) -> dict:
         steps += update_path(template, graph, types, groups, operations.updates, table, at)
     result["first_request_seconds"] = round(steps[-1].at, 3)
     result["critical_path"] = [
-        asdict(step) | {"seconds": round(step.seconds, 3), "at": round(step.at, 3)}
-        for step in steps
+        asdict(step) | {"seconds": round(step.seconds, 3), "at": round(step.at, 3)} for step in steps
     ]
     return result
 
@@ -342,11 +317,7 @@ def update_path(template, graph, types, groups, changed_parameters, table, at) -
     """The UpdateStack's way to the first group it changes: the changed resources that group depends on
     (each its update seconds), then the group's first scaling activity."""
     parameters = set(template.get("Parameters", {}))
-    changing = {
-        p
-        for p in parameters
-        if any(fnmatch.fnmatchcase(p, pattern) for pattern in changed_parameters)
-    }
+    changing = {p for p in parameters if any(fnmatch.fnmatchcase(p, pattern) for pattern in changed_parameters)}
     changed = {
         name for name, resource in template["Resources"].items()
         if references({k: v for k, v in resource.items() if k != "Type"}, changing)
@@ -359,14 +330,9 @@ def update_path(template, graph, types, groups, changed_parameters, table, at) -
         starts, waited = schedule(sub, seconds | {group: 0.0}, at)
         request = duration(table, GROUP, "request")
         steps = [
-            Step(name, types[name], seconds[name], starts[name] + seconds[name])
-            for name in chain(group, waited)[:-1]
+            Step(name, types[name], seconds[name], starts[name] + seconds[name]) for name in chain(group, waited)[:-1]
         ]
-        steps.append(
-            Step(
-                f"{group} updated → first scaling activity", GROUP, request, starts[group] + request
-            )
-        )
+        steps.append(Step(f"{group} updated → first scaling activity", GROUP, request, starts[group] + request))
         if best is None or steps[-1].at < best[-1].at:
             best = steps
     if best is None:
@@ -435,9 +401,7 @@ def estimates(table: dict | None = None) -> dict:
         variants[name] = {
             "after": estimate(template, ONE_CREATE, table),
             "before": estimate(before[name], before_ops, table) if name in before else None,
-            "after_template_with_current_create": estimate(template, current, table)
-            if current != ONE_CREATE
-            else None,
+            "after_template_with_current_create": estimate(template, current, table) if current != ONE_CREATE else None,
         }
     return {
         "goal_seconds": GOAL,
@@ -461,14 +425,10 @@ def path_lines(result: dict) -> list[str]:
         lines.append(f"    {step['at']:7.1f} {step['seconds']:6.1f}  {step['step']}{kind}")
     lines.append(f"    {result['first_request_seconds']:7.1f}         first instance request")
     if "configuration_seconds" in result:
-        lines.append(
-            f"    {result['configuration_seconds']:7.1f}         configuration in the bucket (in parallel)"
-        )
+        lines.append(f"    {result['configuration_seconds']:7.1f}         configuration in the bucket (in parallel)")
     alike: dict[tuple, list[str]] = {}
     for other in result.get("also_waited_for", []):
-        alike.setdefault((other["slack"], other["type"], other["ready_at"]), []).append(
-            other["resource"]
-        )
+        alike.setdefault((other["slack"], other["type"], other["ready_at"]), []).append(other["resource"])
     for (spare, kind, ready), names in alike.items():
         lines.append(f"    {'':7} {'':6}  also waited for: {', '.join(names)} ({kind}), ready at {ready:.1f} s, "
                      f"{spare:.1f} s to spare")  # fmt: skip
@@ -486,9 +446,7 @@ def report(figures: dict) -> str:
     for name, result in variants.items():
         out.append(name)
         if result["before"] is not None:
-            out.append(
-                f"  before ({figures['before_commit']}, {BEFORE_FILES[name]}; {figures['before_operations']})"
-            )
+            out.append(f"  before ({figures['before_commit']}, {BEFORE_FILES[name]}; {figures['before_operations']})")
             out += path_lines(result["before"])
         out.append(f"  after (this branch; {ONE_CREATE.name})")
         out += path_lines(result["after"])
@@ -519,9 +477,7 @@ def report(figures: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--json", action="store_true", help="also print the figures as one JSON line"
-    )
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args(argv)
     figures = estimates()
     print(report(figures))

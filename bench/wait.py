@@ -74,7 +74,11 @@ def last_event(stack_id: str) -> datetime | None:
     from annex.aws.session import Aws
 
     events = Aws().stacks.events(stack_id)
-    done = [e["Timestamp"] for e in events if e["LogicalResourceId"] == e["StackName"] and e["ResourceStatus"].endswith("_COMPLETE")]
+    done = [
+        e["Timestamp"]
+        for e in events
+        if e["LogicalResourceId"] == e["StackName"] and e["ResourceStatus"].endswith("_COMPLETE")
+    ]
     return max(done) if done else None
 
 
@@ -106,7 +110,13 @@ def measure(delay: float, project: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--delays", type=float, nargs="+", default=[0, 2, 8, 30], help="seconds each stack operation takes (default 0 2 8 30)")
+    parser.add_argument(
+        "--delays",
+        type=float,
+        nargs="+",
+        default=[0, 2, 8, 30],
+        help="seconds each stack operation takes (default 0 2 8 30)",
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line at the end")
     args = parser.parse_args(argv)
 
@@ -115,20 +125,28 @@ def main(argv=None) -> int:
         results = [measure(delay, f"Wait-{i}") for i, delay in enumerate(args.delays)]
 
     print("condor_annex create: from its stack operation completing to the command returning (s), against moto")
-    print(f"  {'each takes':>11} {'polls':>6} {'seen after':>11} {'interval':>9} {'then to':>8} {'complete to':>12} {'within':>7}")
+    print(
+        f"  {'each takes':>11} {'polls':>6} {'seen after':>11} {'interval':>9} {'then to':>8} {'complete to':>12} {'within':>7}"
+    )
     print(f"  {'':>11} {'':>6} {'complete':>11} {'in force':>9} {'return':>8} {'return':>12} {'1 poll':>7}")
     within = []
     for r in results:
         ok = r["seen_after_complete"] <= max(r["interval_in_force"], 0.2) + 0.05 and r["interval_in_force"] <= 5.05
         within.append(ok)
-        print(f"  {r['delay']:>11.1f} {r['polls']:>6} {r['seen_after_complete']:>11.2f} {r['interval_in_force']:>9.2f} "
-              f"{r['then_to_return']:>8.2f} {r['complete_to_return']:>12.2f} {'yes' if ok else 'NO':>7}")
+        print(
+            f"  {r['delay']:>11.1f} {r['polls']:>6} {r['seen_after_complete']:>11.2f} {r['interval_in_force']:>9.2f} "
+            f"{r['then_to_return']:>8.2f} {r['complete_to_return']:>12.2f} {'yes' if ok else 'NO':>7}"
+        )
     first = results[0]
     if first["event_to_return"] is not None:
-        print(f"  stack's last event (moto's timestamp) to return, operations taking {first['delay']:g} s: "
-              f"{first['event_to_return']:.2f} s")
-    print(f"  every create returned within one polling interval (≤ 5 s) of its stack completing, plus its own finishing work: "
-          f"{'yes' if all(within) else 'NO'}")
+        print(
+            f"  stack's last event (moto's timestamp) to return, operations taking {first['delay']:g} s: "
+            f"{first['event_to_return']:.2f} s"
+        )
+    print(
+        f"  every create returned within one polling interval (≤ 5 s) of its stack completing, plus its own finishing work: "
+        f"{'yes' if all(within) else 'NO'}"
+    )
     if args.json:
         print(json.dumps({"results": results, "within": all(within)}))
     return 0

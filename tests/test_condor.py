@@ -868,3 +868,20 @@ def test_the_slots_constraint_selects_exactly_the_annex(project_id):
 def test_count_slots_counts_per_annex_and_reports_empty_ones():
     names = ["Lab", "Lab", "Other", None, "Lab"]
     assert count_slots(names, ["Lab", "Quiet"]) == {"Lab": 3, "Quiet": 0, "Other": 1}
+
+
+def test_create_issues_the_token_for_the_annex_expiry_as_the_planned_identity(tmp_path, monkeypatch):
+    """The create path's own call (annex.lifecycle.launch.issue), not only issue_token: its arguments in order."""
+    from types import SimpleNamespace
+
+    from annex.lifecycle.launch import issue
+    from tests.support.recording_ui import RecordingUi
+
+    raw = annex_token(exp=EXPIRY + 900)
+    out = token_create(tmp_path, monkeypatch, printing(tmp_path, raw))
+    p = pool(methods=("IDTOKENS",), config_file=str(tmp_path / "condor_config"), trust_domain="pool.example.org")
+    plan = SimpleNamespace(pool=p, credential=SimpleNamespace(identity="annex@pool.example.org"),
+                           config=SimpleNamespace(expiry=datetime.fromtimestamp(EXPIRY, timezone.utc)))
+    credential = issue(plan, RecordingUi())
+    argv = (out / "argv").read_text().splitlines()
+    assert argv[:2] == ["-identity", "annex@pool.example.org"] and credential.kind == IDTOKENS

@@ -203,14 +203,21 @@ def permissions_check(aws: Aws, caller, setup: SetupView | None) -> Check:
         wanted.append(("iam:PassRole", setup.service_role_arn))
     try:
         passing = {"iam:PassedToService": "cloudformation.amazonaws.com"}
-        denied = [a for a, r in wanted
-                  if aws.iam.simulate(principal, a, r, passing if a == "iam:PassRole" else context) != "allowed"]
+        denied = [
+            a
+            for a, r in wanted
+            if aws.iam.simulate(principal, a, r, passing if a == "iam:PassRole" else context) != "allowed"
+        ]
     except AnnexError as error:
         return Check("permissions", False, f"could not ask IAM's policy simulator about {principal} ({short(error)})",
                      "allow iam:SimulatePrincipalPolicy on yourself to have this checked", warning=True)  # fmt: skip
     if denied:
-        return Check("permissions", False, f"{principal} may not {', '.join(denied)}",
-                     f"an administrator adds you with 'condor_annex setup add-user' (or to group {USER_GROUP})")
+        return Check(
+            "permissions",
+            False,
+            f"{principal} may not {', '.join(denied)}",
+            f"an administrator adds you with 'condor_annex setup add-user' (or to group {USER_GROUP})",
+        )
     return Check("permissions", True, f"{principal} may create, extend, show and delete annexes")
 
 

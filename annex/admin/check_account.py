@@ -37,8 +37,15 @@ def quota_checks(aws, settings) -> list[Check]:
     markets += [(SPOT_STANDARD, "spot")] if "spot" in settings.markets else []
     found = [quota_check(aws, code, market, need, each, largest, settings.max_instances) for code, market in markets]
     if others:
-        found.append(Check("vCPU quota", False, f"{', '.join(others)} count(s) against other quotas than the "
-                           "standard ones checked here", "see the Service Quotas console (Amazon EC2)", warning=True))
+        found.append(
+            Check(
+                "vCPU quota",
+                False,
+                f"{', '.join(others)} count(s) against other quotas than the standard ones checked here",
+                "see the Service Quotas console (Amazon EC2)",
+                warning=True,
+            )
+        )
     return found
 
 
@@ -86,8 +93,12 @@ def fit_check(ami: str, image: dict, arch: str, unfit: list, gone: list, count: 
     if unfit or gone:
         problems = ([f"{', '.join(unfit)} cannot run {arch}"] if unfit else []) + (
             [f"EC2 no longer offers {', '.join(gone)} here"] if gone else [])  # fmt: skip
-        return Check("image", False, f"{ami} ({arch}): {'; '.join(problems)}",
-                     "an administrator runs 'condor_annex setup' with --ami or --instance-types that suit")
+        return Check(
+            "image",
+            False,
+            f"{ami} ({arch}): {'; '.join(problems)}",
+            "an administrator runs 'condor_annex setup' with --ami or --instance-types that suit",
+        )
     return Check("image", True, f"{ami} ({image.get('Name') or 'no name'}, {arch}) suits all {count} instance types")
 
 

@@ -17,7 +17,7 @@ STALE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED")
 
 
 def stack_state(stack: AnnexStack | None, region: str) -> str:
-    """"none", "usable" or "stale"; a busy or stuck stack is refused."""
+    """ "none", "usable" or "stale"; a busy or stuck stack is refused."""
     if stack is None:
         return "none"
     if stack.busy:

@@ -3,8 +3,7 @@ admission (by each published annex's custom resource) and the collector probe (o
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Ref, Template
-from troposphere import awslambda, events, iam
+from troposphere import GetAtt, Ref, Template, awslambda, events, iam
 
 from ..config.setup import SetupSettings
 from ..names import (

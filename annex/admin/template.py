@@ -23,12 +23,19 @@ from __future__ import annotations
 
 import json
 
-from troposphere import Export, GetAtt, GetAZs, Join, Output, Ref, Select, Sub, Tags, Template
-from troposphere import ec2, iam, ssm
+from troposphere import Export, GetAtt, GetAZs, Join, Output, Ref, Select, Sub, Tags, Template, ec2, iam, ssm
 
 from .. import interface as i
 from ..config.setup import SetupSettings, validate
-from ..names import COLLECTOR_PARAMETER, LIMITS_PARAMETER, ROLE_BOUNDARY_POLICY, SETUP_NAME, SETUP_PATH, USER_GROUP, USER_POLICY
+from ..names import (
+    COLLECTOR_PARAMETER,
+    LIMITS_PARAMETER,
+    ROLE_BOUNDARY_POLICY,
+    SETUP_NAME,
+    SETUP_PATH,
+    USER_GROUP,
+    USER_POLICY,
+)
 from ..policies.factories import assume_role
 from ..policies.roles import role_boundary, service_role_policy, shared_lease_policy
 from ..policies.users import user_policy
@@ -53,7 +60,9 @@ def templates_bucket_name() -> Sub:
 
 
 def published_url(key: str) -> Sub:
-    return Sub("https://htcondor-annex-setup-${AWS::AccountId}-${AWS::Region}.s3.${AWS::Region}.${AWS::URLSuffix}/" + key)
+    return Sub(
+        "https://htcondor-annex-setup-${AWS::AccountId}-${AWS::Region}.s3.${AWS::Region}.${AWS::URLSuffix}/" + key
+    )
 
 
 def build_setup_template(settings: SetupSettings | None = None) -> Template:
@@ -85,9 +94,13 @@ def name_tag() -> Tags:
 def add_network(t: Template):
     """A VPC with public subnets in two zones: instances reach the pool and AWS directly, no NAT to pay for.
     Returns (VPC id, comma-joined subnet ids)."""
-    vpc = t.add_resource(ec2.VPC("Vpc", CidrBlock=VPC_CIDR, EnableDnsSupport=True, EnableDnsHostnames=True, Tags=name_tag()))
+    vpc = t.add_resource(
+        ec2.VPC("Vpc", CidrBlock=VPC_CIDR, EnableDnsSupport=True, EnableDnsHostnames=True, Tags=name_tag())
+    )
     gateway = t.add_resource(ec2.InternetGateway("InternetGateway", Tags=name_tag()))
-    attachment = t.add_resource(ec2.VPCGatewayAttachment("GatewayAttachment", VpcId=Ref(vpc), InternetGatewayId=Ref(gateway)))
+    attachment = t.add_resource(
+        ec2.VPCGatewayAttachment("GatewayAttachment", VpcId=Ref(vpc), InternetGatewayId=Ref(gateway))
+    )
     table = t.add_resource(ec2.RouteTable("RouteTable", VpcId=Ref(vpc), Tags=name_tag()))
     t.add_resource(ec2.Route("DefaultRoute", DependsOn=[attachment.title], RouteTableId=Ref(table),
                              DestinationCidrBlock="0.0.0.0/0", GatewayId=Ref(gateway)))  # fmt: skip

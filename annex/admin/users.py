@@ -240,8 +240,10 @@ def plan_remove_project(project_id: str, region: str | None, profile: str | None
     name = stack_name(project_id)
     exists = aws.iam.role(name) is not None or aws.iam.profile(name) is not None
     if exists and aws.stacks.find(name) is not None:
-        raise SetupError(f"project {project_id!r} has an annex in {aws.region} (stack {name}) whose instances use "
-                         f"the role: delete it first (condor_annex delete --project-id {quote(project_id)})")
+        raise SetupError(
+            f"project {project_id!r} has an annex in {aws.region} (stack {name}) whose instances use "
+            f"the role: delete it first (condor_annex delete --project-id {quote(project_id)})"
+        )
     users = project_users(aws, project_id) if exists else []
     return RemoveProjectPlan(project_id, name, exists, users, aws.region, aws)
 

@@ -29,7 +29,9 @@ class Groups:
         """The group's newest scaling activities, newest first: where AWS says why an instance did not
         start (a quota, no capacity, a price cap) or why one ended (a spot interruption)."""
         with translated(f"reading the scaling activities of {group}"):
-            answer = self.aws.client("autoscaling").describe_scaling_activities(AutoScalingGroupName=group, MaxRecords=most)
+            answer = self.aws.client("autoscaling").describe_scaling_activities(
+                AutoScalingGroupName=group, MaxRecords=most
+            )
         return answer.get("Activities", [])
 
     def set_desired(self, group: str, count: int) -> None:

@@ -36,9 +36,7 @@ def as_tags(tags: dict) -> list[dict]:
 
 def template_argument(template: str) -> dict:
     """A published template's URL (https://...) or a template body."""
-    return (
-        {"TemplateURL": template} if template.startswith("https://") else {"TemplateBody": template}
-    )
+    return {"TemplateURL": template} if template.startswith("https://") else {"TemplateBody": template}
 
 
 class Stacks:
@@ -78,23 +76,18 @@ class Stacks:
         page, then each annex's own description. Deleted stacks are never listed."""
         names = []
         with translated("listing annex stacks"):
-            for page in self.cfn.get_paginator("list_stacks").paginate(
-                StackStatusFilter=LIVE_STATUSES
-            ):
+            for page in self.cfn.get_paginator("list_stacks").paginate(StackStatusFilter=LIVE_STATUSES):
                 names += [
                     s["StackName"]
                     for s in page["StackSummaries"]
                     if s["StackName"].startswith(STACK_PREFIX)
                     and s["StackName"] != SETUP_STACK
-                    and s["StackStatus"]
-                    != "DELETE_COMPLETE"  # a filter some endpoints do not apply
+                    and s["StackStatus"] != "DELETE_COMPLETE"  # a filter some endpoints do not apply
                 ]
             found = [self._describe(name) for name in sorted(set(names))]
         return [s for s in found if s is not None]
 
-    def create(
-        self, name: str, template: str, parameters: dict, tags: dict, role_arn: str | None = None
-    ) -> str:
+    def create(self, name: str, template: str, parameters: dict, tags: dict, role_arn: str | None = None) -> str:
         """`template` is a published template's URL (https://...) or a template body."""
         args = dict(
             StackName=name,
@@ -109,9 +102,7 @@ class Stacks:
         with translated(f"creating stack {name}"):
             return self.cfn.create_stack(**args)["StackId"]
 
-    def update(
-        self, stack: AnnexStack, changes: dict, tags: dict, template=None, role_arn=None
-    ) -> bool:
+    def update(self, stack: AnnexStack, changes: dict, tags: dict, template=None, role_arn=None) -> bool:
         """Change some parameters, keep the others. `template` None keeps the stack's template (hand-made
         accounts); a URL names a published one. False when CloudFormation says nothing would change."""
         params = [
@@ -120,9 +111,7 @@ class Stacks:
             else {"ParameterKey": k, "UsePreviousValue": True}
             for k in stack.parameters
         ]
-        args = dict(
-            StackName=stack.id, Parameters=params, Tags=as_tags(tags), Capabilities=CAPABILITIES
-        )
+        args: dict = dict(StackName=stack.id, Parameters=params, Tags=as_tags(tags), Capabilities=CAPABILITIES)
         args.update(template_argument(template) if template else {"UsePreviousTemplate": True})
         if role_arn:
             args["RoleARN"] = role_arn
@@ -169,7 +158,7 @@ class Stacks:
             if on_event:
                 events = list(reversed(self.events(stack_id)))
                 if polls == 0:  # what earlier operations (the create, an extension) did is not news
-                    events = events[operation_start(events):]
+                    events = events[operation_start(events) :]
                 fresh = [e for e in events if e["EventId"] not in seen]
                 for event in fresh:
                     seen.add(event["EventId"])
@@ -221,9 +210,7 @@ class Stacks:
         )
         if stack is None:
             with translated(f"creating stack {SETUP_STACK}"):
-                created = self.cfn.create_stack(
-                    **args, OnFailure="DELETE", Tags=as_tags({TAG_SETUP: "true"})
-                )
+                created = self.cfn.create_stack(**args, OnFailure="DELETE", Tags=as_tags({TAG_SETUP: "true"}))
             return created["StackId"], "create"
         with translated(f"updating stack {SETUP_STACK}"):
             try:

@@ -34,9 +34,7 @@ class Ec2:
     def discover_network(self) -> Network:
         region = self.aws.region
         with translated("looking for the HTCondorAnnex VPC"):
-            vpcs = self.ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [SETUP_NAME]}])[
-                "Vpcs"
-            ]
+            vpcs = self.ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [SETUP_NAME]}])["Vpcs"]
         if not vpcs:
             raise SetupError(
                 f"no VPC tagged Name={SETUP_NAME} in {region}: an administrator runs 'condor_annex setup' "
@@ -44,9 +42,7 @@ class Ec2:
             )
         if len(vpcs) > 1:
             ids = ", ".join(v["VpcId"] for v in vpcs)
-            raise SetupError(
-                f"{len(vpcs)} VPCs are tagged Name={SETUP_NAME} in {region} ({ids}); keep exactly one"
-            )
+            raise SetupError(f"{len(vpcs)} VPCs are tagged Name={SETUP_NAME} in {region} ({ids}); keep exactly one")
         vpc_id = vpcs[0]["VpcId"]
         tagged = [
             {"Name": "vpc-id", "Values": [vpc_id]},
@@ -64,9 +60,7 @@ class Ec2:
                 f"VPC {vpc_id} has no subnets tagged Name={SETUP_NAME}: an administrator tags one or more of its subnets"
             )
         key = SETUP_NAME if self.key_pair_exists(SETUP_NAME) else ""
-        return Network(
-            vpc_id=vpc_id, subnet_ids=tuple(sorted(s["SubnetId"] for s in subnets)), key_name=key
-        )
+        return Network(vpc_id=vpc_id, subnet_ids=tuple(sorted(s["SubnetId"] for s in subnets)), key_name=key)
 
     def discover_references(self) -> tuple[Reference, ...]:
         """The HTCondorAnnex-1..8 launch templates (every account) or launch configurations (old accounts only:
@@ -93,9 +87,7 @@ class Ec2:
     def _launch_templates(self, names) -> dict:
         refs = {}
         with translated("reading the HTCondorAnnex launch templates"):
-            found = self.ec2.describe_launch_templates(
-                Filters=[{"Name": "launch-template-name", "Values": names}]
-            )
+            found = self.ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": names}])
             for lt in found["LaunchTemplates"]:
                 versions = self.ec2.describe_launch_template_versions(
                     LaunchTemplateId=lt["LaunchTemplateId"], Versions=["$Default"]
@@ -103,9 +95,7 @@ class Ec2:
                 data = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"]
                 spot = data.get("InstanceMarketOptions", {}).get("SpotOptions", {}).get("MaxPrice")
                 name = lt["LaunchTemplateName"]
-                refs[name] = Reference(
-                    name, data.get("ImageId", ""), data.get("InstanceType", ""), spot or None
-                )
+                refs[name] = Reference(name, data.get("ImageId", ""), data.get("InstanceType", ""), spot or None)
         return refs
 
     def launch_templates_not_made_by(self, names, stack: str) -> list[str]:
@@ -115,15 +105,11 @@ class Ec2:
                 Filters=[{"Name": "launch-template-name", "Values": list(names)}]
             )["LaunchTemplates"]
         made = self.aws.stacks.made_by(stack)
-        return sorted(
-            lt["LaunchTemplateName"] for lt in found if lt["LaunchTemplateId"] not in made
-        )
+        return sorted(lt["LaunchTemplateName"] for lt in found if lt["LaunchTemplateId"] not in made)
 
     def _launch_configurations(self, names) -> dict:
         with translated("reading the HTCondorAnnex launch configurations"):
-            found = self.aws.client("autoscaling").describe_launch_configurations(
-                LaunchConfigurationNames=names
-            )
+            found = self.aws.client("autoscaling").describe_launch_configurations(LaunchConfigurationNames=names)
         return {
             lc["LaunchConfigurationName"]: Reference(
                 lc["LaunchConfigurationName"],
@@ -163,9 +149,7 @@ class Ec2:
     def create_key_pair(self, name: str) -> str:
         """Create the key pair; returns the private key (PEM), which AWS hands out this once only."""
         with translated(f"creating key pair {name}"):
-            return self.ec2.create_key_pair(KeyName=name, KeyType="ed25519", KeyFormat="pem")[
-                "KeyMaterial"
-            ]
+            return self.ec2.create_key_pair(KeyName=name, KeyType="ed25519", KeyFormat="pem")["KeyMaterial"]
 
     def vpc_facts(self, vpc_id: str) -> dict:
         """An existing VPC's DNS attributes and subnets (with their tags and public-address setting)."""
@@ -217,7 +201,9 @@ class Ec2:
         with translated("reading the instance types"):
             for start in range(0, len(names), 100):
                 try:
-                    pages = self.ec2.get_paginator("describe_instance_types").paginate(InstanceTypes=names[start : start + 100])
+                    pages = self.ec2.get_paginator("describe_instance_types").paginate(
+                        InstanceTypes=names[start : start + 100]
+                    )
                     answers = [t for page in pages for t in page["InstanceTypes"]]
                 except ClientError as error:
                     if "InvalidInstanceType" not in str(error):

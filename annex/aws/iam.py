@@ -49,16 +49,13 @@ class Iam:
         """An inline policy of a role, as a document."""
         role = role_arn.rsplit("/", 1)[-1]
         with translated(f"reading the policy of {role}"):
-            document = self.iam.get_role_policy(RoleName=role, PolicyName=policy_name)[
-                "PolicyDocument"
-            ]
+            document = self.iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
         return policy_document(document)
 
     def simulate(self, principal_arn: str, action: str, resource: str, context: dict) -> str:
         """IAM's policy simulator for one principal and action: "allowed", "implicitDeny" or "explicitDeny"."""
         entries = [
-            {"ContextKeyName": k, "ContextKeyValues": [v], "ContextKeyType": "string"}
-            for k, v in context.items()
+            {"ContextKeyName": k, "ContextKeyValues": [v], "ContextKeyType": "string"} for k, v in context.items()
         ]
         client = self.aws.client("iam", config=PROBE)
         with translated("asking IAM's policy simulator"):
@@ -70,12 +67,8 @@ class Iam:
                     ContextEntries=entries,
                 )
                 results = [r for page in pages for r in page["EvaluationResults"]]
-            except (
-                ResponseParserError
-            ) as error:  # an endpoint without a simulator answers with a non-AWS page
-                raise AwsError(
-                    "asking IAM's policy simulator: the endpoint has no policy simulator"
-                ) from error
+            except ResponseParserError as error:  # an endpoint without a simulator answers with a non-AWS page
+                raise AwsError("asking IAM's policy simulator: the endpoint has no policy simulator") from error
         return results[0]["EvalDecision"] if results else "implicitDeny"
 
     # --- end users -------------------------------------------------------------------------------------
@@ -194,7 +187,9 @@ class Iam:
             made = True
         with translated(f"writing the policy of role {name}"):
             try:
-                current = policy_document(self.iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"])
+                current = policy_document(
+                    self.iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
+                )
             except ClientError as error:
                 if error_code(error) != "NoSuchEntity":
                     raise

@@ -10,9 +10,7 @@ from .translate import translated
 if TYPE_CHECKING:
     from .session import Aws
 
-PRICING_REGION = (
-    "us-east-1"  # the Price List API answers in a few regions only; this one serves them all
-)
+PRICING_REGION = "us-east-1"  # the Price List API answers in a few regions only; this one serves them all
 
 
 class Pricing:

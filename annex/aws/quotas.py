@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 
 ON_DEMAND_STANDARD = "L-1216C47A"  # Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances, in vCPUs
 SPOT_STANDARD = "L-34B43A08"  # All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests, in vCPUs
-NAMES = {ON_DEMAND_STANDARD: "Running On-Demand Standard instances", SPOT_STANDARD: "All Standard Spot Instance Requests"}
+NAMES = {
+    ON_DEMAND_STANDARD: "Running On-Demand Standard instances",
+    SPOT_STANDARD: "All Standard Spot Instance Requests",
+}
 
 
 class Quotas:
@@ -24,7 +27,11 @@ class Quotas:
         """The account's value of an EC2 quota (vCPUs), None when Service Quotas does not answer it."""
         with translated(f"reading the EC2 quota {code} ({NAMES.get(code, code)})"):
             try:
-                return float(self.aws.client("service-quotas").get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+                return float(
+                    self.aws.client("service-quotas").get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"][
+                        "Value"
+                    ]
+                )
             except ClientError as error:
                 if "NoSuchResource" in str(error):
                     return None

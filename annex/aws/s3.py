@@ -37,9 +37,7 @@ class Buckets:
     def s3(self):
         return self.aws.client("s3")
 
-    def put_objects(
-        self, bucket: str, objects: dict[str, bytes], what: str = "the pool configuration"
-    ) -> None:
+    def put_objects(self, bucket: str, objects: dict[str, bytes], what: str = "the pool configuration") -> None:
         with translated(f"uploading {what} to bucket {bucket}"):
             for key, body in objects.items():
                 self.s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256")
@@ -47,9 +45,7 @@ class Buckets:
     def keys(self, bucket: str, prefix: str = "") -> set[str]:
         found: set[str] = set()
         with translated(f"listing bucket {bucket}"):
-            for page in self.s3.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix
-            ):
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 found |= {o["Key"] for o in page.get("Contents", [])}
         return found
 
@@ -105,11 +101,7 @@ class Buckets:
         if self.exists(bucket):
             return False
         region = self.aws.region
-        where = (
-            {}
-            if region == "us-east-1"
-            else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-        )
+        where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         blocked = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
                    "RestrictPublicBuckets": True}  # fmt: skip
         encrypted = {
@@ -123,9 +115,7 @@ class Buckets:
         with translated(f"creating bucket {bucket}"):
             self.s3.create_bucket(Bucket=bucket, ObjectOwnership="BucketOwnerEnforced", **where)
             self.s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=blocked)
-            self.s3.put_bucket_encryption(
-                Bucket=bucket, ServerSideEncryptionConfiguration=encrypted
-            )
+            self.s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=encrypted)
             self.s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
             self.s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": as_tags(tags)})
         return True

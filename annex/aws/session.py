@@ -44,9 +44,7 @@ def resolve_region(region: str | None, session) -> str:
         known.update(session.get_available_regions("cloudformation", partition_name=partition))
     if chosen not in known:
         if region:  # typed on the command line: bad input, exit 2
-            raise ConfigError(
-                "region", f"{chosen!r} is not an AWS region (e.g. us-east-1, us-west-2)"
-            )
+            raise ConfigError("region", f"{chosen!r} is not an AWS region (e.g. us-east-1, us-west-2)")
         raise AwsError(
             f"region {chosen!r} (from AWS_REGION, AWS_DEFAULT_REGION or your AWS profile) is not an AWS region "
             "(e.g. us-east-1, us-west-2)"
@@ -71,17 +69,13 @@ class Aws:
         key = (service, id(config), region)
         if key not in self._clients:
             with translated(f"connecting to AWS {service}"):
-                self._clients[key] = self.session.client(
-                    service, region_name=region or self.region, config=config
-                )
+                self._clients[key] = self.session.client(service, region_name=region or self.region, config=config)
         return self._clients[key]
 
     def profile_setting(self, name: str) -> str | None:
         """A setting of the AWS profile in use, e.g. htcondor_annex_project_id written by `setup add-user`."""
         try:
-            return (self.session._session.get_scoped_config() or {}).get(
-                name
-            )  # boto3 exposes no public reader
+            return (self.session._session.get_scoped_config() or {}).get(name)  # boto3 exposes no public reader
         except (BotoCoreError, AttributeError):
             return None
 

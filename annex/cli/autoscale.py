@@ -31,7 +31,9 @@ def command(owners, **kw):
     from ..lifecycle.autoscale import AutoscaleRequest, plan_autoscale, run_autoscale  # lazy: no boto3 at start-up
 
     ui = terminal()
-    plan = plan_autoscale(AutoscaleRequest(region=given("region"), profile=given("profile"), owners=tuple(owners), **kw))
+    plan = plan_autoscale(
+        AutoscaleRequest(region=given("region"), profile=given("profile"), owners=tuple(owners), **kw)
+    )
     where = "the queue file" if plan.queue_file else "the schedd"
     ui.say(f"Sizing annex {plan.stack.project_id!r} in {plan.stack.region} from {where}: at most "
            f"{plan.stack.instances} instances, every {int(plan.interval.total_seconds())} s; Ctrl-C stops.")  # fmt: skip

@@ -37,15 +37,16 @@ TOKEN_HELP = "An IDTOKEN for the instances (scoped to READ, ADVERTISE_STARTD, AD
     help="Your project's name, as you like to write it (default: your AWS profile's).",
 )
 @when_options
-@click.option("--instances", required=True,
-              help="How many instances to launch, or 'auto': as many as your queued jobs need (with --max-instances).")
+@click.option(
+    "--instances",
+    required=True,
+    help="How many instances to launch, or 'auto': as many as your queued jobs need (with --max-instances).",
+)
 @click.option("--max-instances", help="With --instances auto: the most the annex may grow to.")
 @click.option("--market", help=MARKET_HELP)
 @click.option("--on-demand-base", help="With --market mixed: how many on-demand instances first [1].")
 @click.option("--on-demand-percent", help="With --market mixed: percent on-demand above the base [0].")
-@click.option(
-    "--owner", "owners", multiple=True, help="Whose jobs may run (default: you). Repeat for more."
-)
+@click.option("--owner", "owners", multiple=True, help="Whose jobs may run (default: you). Repeat for more.")
 @click.option(
     "--idle",
     "idle_minutes",

@@ -24,9 +24,7 @@ EXAMPLES = examples(
 BY_HELP = "Add this much to the planned expiry: 12h, 90m, 2d, 1d12h, or 8 (hours)."
 DURATION_HELP = "Or end this long from now (as HTCondor's -duration): 12h, 2d, 8 (hours)."
 EXPIRY_HELP = "Or end at this time: '2030-12-20 23:59' (local), ISO 8601, a date, or '+8h'."
-SHORTEN_HELP = (
-    "Allow a new expiry earlier than the planned one (refused without it, even with --yes)."
-)
+SHORTEN_HELP = "Allow a new expiry earlier than the planned one (refused without it, even with --yes)."
 
 
 @click.command(

@@ -9,6 +9,7 @@ goes to stderr; results go to stdout in the --output format.
 from __future__ import annotations
 
 import sys
+from typing import ClassVar
 
 import click
 
@@ -31,9 +32,7 @@ Environment:
   XDG_CACHE_HOME                   where AWS's prices are cached for a day"""
 EPILOG = "\n\n".join(
     [
-        examples(
-            EXAMPLE, "condor_annex status", "condor_annex delete --project-id 'TheNeeds-MooreLab'"
-        ),
+        examples(EXAMPLE, "condor_annex status", "condor_annex delete --project-id 'TheNeeds-MooreLab'"),
         EXIT_CODES,
         ENVIRONMENT,
     ]
@@ -134,7 +133,8 @@ def htcondor_habits(args: list[str], valued: set[str]) -> tuple[list[str], str |
     """`args` with HTCondor condor_annex's spellings translated (`-count 4 -duration 2 -annex-name Foo`,
     `-status`, `--count`...), and the command such a spelling names (None: none does). Values are left
     alone; options HTCondor's tool has and this one does not are refused in one line."""
-    out, command, i = [], None, 0
+    out: list[str] = []
+    command, i = None, 0
     while i < len(args):
         word, value = args[i], args[i + 1] if i + 1 < len(args) else None
         if word == "--":
@@ -193,7 +193,7 @@ class AnnexGroup(click.Group):
     `-annex-name X status`) mean what they meant there. Both are translated here, before click sees the
     words."""
 
-    VALUED = {"--region", "--profile", "--output"}
+    VALUED: ClassVar[set[str]] = {"--region", "--profile", "--output"}
 
     def parse_args(self, ctx, args):
         rest, habit = htcondor_habits(list(args), value_options(self))

@@ -64,9 +64,7 @@ def global_options(command):
             callback=remember,
             help="Do not ask for confirmation.",
         ),
-        click.option(
-            "--debug", is_flag=True, expose_value=False, callback=remember, help="Show tracebacks."
-        ),
+        click.option("--debug", is_flag=True, expose_value=False, callback=remember, help="Show tracebacks."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -137,16 +135,12 @@ def when_options(command):
     """--expiry or --duration: when an annex ends (create and extend take the same forms)."""
     duration_help = "Or how long from now: 8h, 90m, 2d, 1d12h, or 8 (hours, as HTCondor's)."
     command = click.option("--duration", help=duration_help)(command)
-    expiry_help = (
-        "When the annex ends: '2030-12-18 23:59' (local), ISO 8601, a date (its end), or '+8h'."
-    )
+    expiry_help = "When the annex ends: '2030-12-18 23:59' (local), ISO 8601, a date (its end), or '+8h'."
     return click.option("--expiry", help=expiry_help)(command)
 
 
 def money_options(command):
     """What the ceiling may assume, and what it must not exceed."""
-    command = click.option(
-        "--budget", help="Refuse if the annex could cost more than this many USD."
-    )(command)
+    command = click.option("--budget", help="Refuse if the annex could cost more than this many USD.")(command)
     price_help = "USD per instance-hour to assume where AWS publishes no price."
     return click.option("--max-price", help=price_help)(command)

@@ -17,9 +17,7 @@ EXAMPLES = examples(
 
 @click.command("render", epilog=EXAMPLES)
 @click.argument("which", type=click.Choice(["annex", "published", "setup"]), default="annex")
-@click.option(
-    "--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True
-)
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 @click.option(
     "--references",
     type=click.IntRange(1, MAX_REFERENCES),
@@ -27,9 +25,7 @@ EXAMPLES = examples(
     show_default=True,
     help="How many HTCondorAnnex-N references the annex uses.",
 )
-@click.option(
-    "--lint", is_flag=True, help="Also check the template with cfn-lint (findings on stderr)."
-)
+@click.option("--lint", is_flag=True, help="Also check the template with cfn-lint (findings on stderr).")
 @settings_options
 @global_options
 @reported

@@ -25,10 +25,13 @@ EXAMPLES = examples(
     "condor_annex setup add-user needsmoore --project-id 'TheNeeds-MooreLab'",
     "condor_annex setup --delete --region us-east-1",
 )
-ADD_USER_EXAMPLES = examples(
-    "condor_annex setup add-user needsmoore --project-id 'TheNeeds-MooreLab'",
-    "AWS_CONFIG_FILE=./needsmoore.htcondor-annex condor_annex status",
-) + "\n\n\b\nFor IAM Identity Center (SSO) or roles, make no user: see 'condor_annex setup add-project --help'."
+ADD_USER_EXAMPLES = (
+    examples(
+        "condor_annex setup add-user needsmoore --project-id 'TheNeeds-MooreLab'",
+        "AWS_CONFIG_FILE=./needsmoore.htcondor-annex condor_annex status",
+    )
+    + "\n\n\b\nFor IAM Identity Center (SSO) or roles, make no user: see 'condor_annex setup add-project --help'."
+)
 KEPT = "[default on a first run: {}; a re-run keeps what is deployed]"
 POSITIVE = click.FloatRange(min=0, min_open=True)
 WHOLE = click.IntRange(1, 100_000)

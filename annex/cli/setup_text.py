@@ -182,8 +182,10 @@ def remove_user_summary(plan) -> list[str]:
              + (f" (project {plan.project_id!r})" if plan.project_id else "") + "."]  # fmt: skip
     for stack in plan.annexes:
         end = f"condor_annex delete --project-id {quote(stack.project_id)} --region {plan.region}"
-        lines.append(f"  ! their annex {stack.project_id!r} ({stack.name}) keeps running until its lease ends; "
-                     f"end it now with: {end}")
+        lines.append(
+            f"  ! their annex {stack.project_id!r} ({stack.name}) keeps running until its lease ends; "
+            f"end it now with: {end}"
+        )
     if plan.identity:
         lines.append(f"  project {plan.project_id!r} has no annex and no other user: its instance role and profile "
                      f"{plan.identity} go too")  # fmt: skip

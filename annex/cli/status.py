@@ -80,8 +80,7 @@ def raise_not_here(aws, project_id: str, all_regions: bool, session) -> None:
     if found:
         where = " and ".join(found)
         raise StackNotFound(
-            f"no annex for project {project_id!r} in {aws.region}; it is in {where}: "
-            f"add --region {found[0]}"
+            f"no annex for project {project_id!r} in {aws.region}; it is in {where}: add --region {found[0]}"
         )
     missing = find_annex(aws, project_id) is None
     raise StackNotFound(not_found(aws, project_id) if missing else f"no annex for {project_id!r}")

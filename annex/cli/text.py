@@ -54,11 +54,7 @@ def event_line(event: dict) -> str | None:
         "DELETE_COMPLETE": "gone",
     }.get(state, state.lower().replace("_", " "))
     mark = "✓" if state in DONE else "✗" if "FAILED" in state else "·"
-    reason = (
-        f": {event['ResourceStatusReason']}"
-        if "FAILED" in state and event.get("ResourceStatusReason")
-        else ""
-    )
+    reason = f": {event['ResourceStatusReason']}" if "FAILED" in state and event.get("ResourceStatusReason") else ""
     return f"  {mark} {resource_words(event)} {verb}{reason}"
 
 
@@ -141,9 +137,7 @@ def extend_summary(plan) -> list[str]:
     elif not plan.same:
         lines.append(f"  {hours:,.1f} hours later")
     if plan.token_pool is not None:
-        lines.append(
-            "  the instances get a new token, issued with condor_token_create for the new lease"
-        )
+        lines.append("  the instances get a new token, issued with condor_token_create for the new lease")
     elif plan.token_file:
         lines.append(f"  the instances get the new token in {plan.token_file}")
     if plan.ceiling:

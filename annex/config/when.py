@@ -40,9 +40,7 @@ def parse_duration(text: str, field: str = "duration") -> timedelta:
     raw = (text or "").strip().lower().lstrip("+")
     total_minutes = duration_minutes(raw)
     if total_minutes is None:
-        raise ConfigError(
-            field, f"{short_text(text)} is not a duration such as 8h, 90m, 2d, 1d12h or 8 (hours)"
-        )
+        raise ConfigError(field, f"{short_text(text)} is not a duration such as 8h, 90m, 2d, 1d12h or 8 (hours)")
     if total_minutes < 1:
         raise ConfigError(field, f"{short_text(text)} is shorter than a minute")
     if total_minutes > LONGEST.total_seconds() // 60:
@@ -110,9 +108,7 @@ def parse_expiry(text: str, *, now: datetime | None = None) -> tuple[datetime, s
         raise ConfigError("expiry", f"{short_text(raw)} is more than ten years away") from None
 
 
-def resolve_expiry(
-    expiry: str | None, duration: str | None, *, now: datetime | None = None
-) -> tuple[datetime, str]:
+def resolve_expiry(expiry: str | None, duration: str | None, *, now: datetime | None = None) -> tuple[datetime, str]:
     """--expiry or --duration (exactly one) as (UTC datetime, how it was read)."""
     now = now or datetime.now(timezone.utc)
     if expiry and duration:
@@ -138,15 +134,11 @@ def chosen_when(**given: str | None) -> tuple[str, str]:
             else f"and {others[0]} both say when the annex ends; give one of them",
         )
     if not named:
-        raise ConfigError(
-            "by", "is needed (or --duration, or --expiry): how much longer should the annex run?"
-        )
+        raise ConfigError("by", "is needed (or --duration, or --expiry): how much longer should the annex run?")
     return named[0]
 
 
-def extended_expiry(
-    field: str, text: str, old: datetime | None, *, now: datetime
-) -> tuple[datetime, str]:
+def extended_expiry(field: str, text: str, old: datetime | None, *, now: datetime) -> tuple[datetime, str]:
     """The new expiry an extension asks for, and how it was read: --by adds to the planned expiry `old`;
     --duration counts from now (as HTCondor's -duration does); --expiry is a time."""
     if field == "expiry":
@@ -156,9 +148,7 @@ def extended_expiry(
         moment = check_expiry(now + delta, now=now, field=field, given=text)
         return moment, f"{as_said(text)} from now"
     if old is None:
-        raise ConfigError(
-            "by", "cannot add to the lease: the annex's expiry is unreadable; give --expiry instead"
-        )
+        raise ConfigError("by", "cannot add to the lease: the annex's expiry is unreadable; give --expiry instead")
     moment = check_expiry(old + delta, now=now, field=field, given=text)
     return moment, f"the planned end plus {as_said(text)}"
 
@@ -176,19 +166,11 @@ def check_expiry(
         raise ConfigError(field, "has no time zone")
     moment = moment.astimezone(timezone.utc).replace(second=0, microsecond=0)
     now = now or datetime.now(timezone.utc)
-    problem = (
-        "in the past"
-        if moment <= now
-        else "more than ten years away"
-        if moment - now > LONGEST
-        else ""
-    )
+    problem = "in the past" if moment <= now else "more than ten years away" if moment - now > LONGEST else ""
     if problem:
         where = format_time(moment)
         if given:
-            raise ConfigError(
-                field, f"{short_text(given)} would end the annex at {where}, {problem}"
-            )
+            raise ConfigError(field, f"{short_text(given)} would end the annex at {where}, {problem}")
         raise ConfigError(field, f"{where} is {problem}")
     return moment
 

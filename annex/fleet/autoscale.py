@@ -81,9 +81,7 @@ class Bounds:
             "budget",
             f"cannot be kept: the amount spent is {self.spent_usd!r}",
         )
-        priced = (
-            _is_amount(self.max_price_per_instance_hour) and self.max_price_per_instance_hour > 0
-        )
+        priced = _is_amount(self.max_price_per_instance_hour) and self.max_price_per_instance_hour > 0
         _require(
             self.budget_usd is None or priced,
             "budget",
@@ -111,12 +109,7 @@ def _is_count(value) -> bool:
 
 
 def _is_amount(value) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def stub_parts() -> tuple[str, str]:
     """(the export line, everything after it) of the user-data stub; what comes before (the shebang and
     comments) is written once by `user_data`."""
     text = resources.files("annex").joinpath(USER_DATA).read_text()
-    head, found, rest = text.partition("\n" + EXPORT_LINE)
+    _head, found, rest = text.partition("\n" + EXPORT_LINE)
     if not found:
         raise ValueError(f"annex/{USER_DATA} has no '{EXPORT_LINE}' line")
     line, _, body = (EXPORT_LINE + rest).partition("\n")

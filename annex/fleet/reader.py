@@ -17,9 +17,7 @@ GROUP_TAG = "aws:autoscaling:groupName"  # AutoScaling tags each instance with i
 @dataclass(frozen=True)
 class FleetState:
     desired: int = 0  # instances the fleet asks for now
-    states: dict = field(
-        default_factory=dict
-    )  # lifecycle state -> count (InService, Pending, Terminating, ...)
+    states: dict = field(default_factory=dict)  # lifecycle state -> count (InService, Pending, Terminating, ...)
     instances: tuple = ()  # EC2's descriptions (type, launch time, state) for the meter
 
     @property

@@ -42,7 +42,7 @@ UTC = "%Y-%m-%dT%H:%M:%SZ"
 GONE = ("DELETE_COMPLETE", "DELETE_IN_PROGRESS")
 SAFE = "_.:/+-@"
 RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 10})
-CLIENTS = {}
+CLIENTS: dict = {}
 
 
 class Refused(Exception):
@@ -68,7 +68,7 @@ def handler(event, context=None):
     except Refused as refusal:
         log("refuse", stack=event.get("StackId"), reason=str(refusal))
         return respond(event, "FAILED", physical, {}, f"condor_annex admission: {refusal}")
-    except Exception as error:  # noqa: BLE001 - a bug must still answer, or CloudFormation waits an hour
+    except Exception as error:
         log("error", stack=event.get("StackId"), error=str(error))
         return respond(event, "FAILED", physical, {}, f"condor_annex admission could not decide: {error}")
     log("admit", stack=event.get("StackId"), **data)
@@ -83,7 +83,7 @@ def respond(event, status, physical, data, reason):
     }).encode()  # fmt: skip
     request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT",
                                      headers={"Content-Type": "", "Content-Length": str(len(body))})  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - CloudFormation's own URL
+    with urllib.request.urlopen(request, timeout=30) as answer:
         answer.read()
     return {"Status": status, "Reason": reason, "Data": data}
 
@@ -148,8 +148,10 @@ def check_profile(stack):
             raise
         found = None
     if found is None or found.get("Path") != PROFILE_PATH or not found.get("Roles"):
-        raise Refused(f"this project has no instance profile {PROFILE_PATH}{stack}: an administrator runs "
-                      "'condor_annex setup add-user' (or 'setup add-project') for it")
+        raise Refused(
+            f"this project has no instance profile {PROFILE_PATH}{stack}: an administrator runs "
+            "'condor_annex setup add-user' (or 'setup add-project') for it"
+        )
 
 
 def read_limits(project):
@@ -171,8 +173,10 @@ def check_expiry(expiry, created, now, limits):
         raise Refused(f"the expiry {expiry} has passed")
     longest = float(limits["max_lease_hours"]) * 3600
     if ends - created > longest:
-        raise Refused(f"the expiry {expiry} is beyond the longest lease, {limits['max_lease_hours']:g} hours from "
-                      f"the annex's creation ({iso(created + longest)})")
+        raise Refused(
+            f"the expiry {expiry} is beyond the longest lease, {limits['max_lease_hours']:g} hours from "
+            f"the annex's creation ({iso(created + longest)})"
+        )
 
 
 def check_sizes(name, owner, instances, limits):
@@ -189,11 +193,15 @@ def check_sizes(name, owner, instances, limits):
     sizes = {s["StackName"]: instances_of(s["StackId"]) for s in others}
     mine_total = instances + sum(sizes[s["StackName"]] for s in mine)
     if mine_total > int(limits["max_instances_per_user"]):
-        raise Refused(f"your annexes would hold {mine_total} instances; a user may have {limits['max_instances_per_user']}")
+        raise Refused(
+            f"your annexes would hold {mine_total} instances; a user may have {limits['max_instances_per_user']}"
+        )
     total = instances + sum(sizes.values())
     if total > int(limits["max_instances_per_account"]):
-        raise Refused(f"the account's annexes would hold {total} instances; the account may have "
-                      f"{limits['max_instances_per_account']}")
+        raise Refused(
+            f"the account's annexes would hold {total} instances; the account may have "
+            f"{limits['max_instances_per_account']}"
+        )
 
 
 def annex_stacks():
@@ -240,13 +248,17 @@ def check_ceiling(asked, instances, now, limits):
     cap = asked.get("SpotMaxPrice") or ""
     spot_price = min(highest, float(cap)) if cap else highest
     base = min(instances, number(asked.get("OnDemandBase") or 0, "OnDemandBase"))
-    on_demand = base + math.ceil((instances - base) * number(asked.get("OnDemandPercent") or 0, "OnDemandPercent") / 100)
+    on_demand = base + math.ceil(
+        (instances - base) * number(asked.get("OnDemandPercent") or 0, "OnDemandPercent") / 100
+    )
     ends = datetime.strptime(asked["Expiry"], UTC).replace(tzinfo=timezone.utc).timestamp()
     hours = max(ends - now, 60) / 3600
     most = (on_demand * highest + (instances - on_demand) * spot_price) * hours
     if most > float(limits["max_ceiling_usd"]):
-        raise Refused(f"this annex could cost up to ${most:,.2f}, more than the ${float(limits['max_ceiling_usd']):,.2f} "
-                      "an annex may cost; ask for fewer instances or an earlier expiry")
+        raise Refused(
+            f"this annex could cost up to ${most:,.2f}, more than the ${float(limits['max_ceiling_usd']):,.2f} "
+            "an annex may cost; ask for fewer instances or an earlier expiry"
+        )
 
 
 def owner_name(owner):

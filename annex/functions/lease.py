@@ -35,20 +35,43 @@ from botocore.exceptions import ClientError
 GRACE_SECONDS = 60  # EventBridge fires within the minute of the expiry; tolerate it firing this early
 GROUP_TYPE = "AWS::AutoScaling::AutoScalingGroup"
 GONE = ("DELETE_IN_PROGRESS", "DELETE_COMPLETE")
-BUSY = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "ROLLBACK_IN_PROGRESS",
-        "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
+BUSY = (
+    "CREATE_IN_PROGRESS",
+    "UPDATE_IN_PROGRESS",
+    "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+    "ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+)
 CANCELLABLE = ("UPDATE_IN_PROGRESS",)
 STACK_PREFIX = "htcondor-annex-"
 SETUP_STACK = "htcondor-annex-setup"
 EXPIRY_TAG = "htcondor:annexexpiry"  # compared lower-case: a tag key's case does not hide an annex
 LEAVING = re.compile(r"^annex/leaving/(replace/)?(i-[0-9a-f]{8,17})$")
 UTC = "%Y-%m-%dT%H:%M:%SZ"
-LIVE = ["CREATE_IN_PROGRESS", "CREATE_FAILED", "CREATE_COMPLETE", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED",
-        "ROLLBACK_COMPLETE", "DELETE_FAILED", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
-        "UPDATE_COMPLETE", "UPDATE_FAILED", "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_FAILED",
-        "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS",
-        "IMPORT_IN_PROGRESS", "IMPORT_COMPLETE", "IMPORT_ROLLBACK_IN_PROGRESS", "IMPORT_ROLLBACK_FAILED",
-        "IMPORT_ROLLBACK_COMPLETE"]
+LIVE = [
+    "CREATE_IN_PROGRESS",
+    "CREATE_FAILED",
+    "CREATE_COMPLETE",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_FAILED",
+    "ROLLBACK_COMPLETE",
+    "DELETE_FAILED",
+    "UPDATE_IN_PROGRESS",
+    "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+    "UPDATE_COMPLETE",
+    "UPDATE_FAILED",
+    "UPDATE_ROLLBACK_IN_PROGRESS",
+    "UPDATE_ROLLBACK_FAILED",
+    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "REVIEW_IN_PROGRESS",
+    "IMPORT_IN_PROGRESS",
+    "IMPORT_COMPLETE",
+    "IMPORT_ROLLBACK_IN_PROGRESS",
+    "IMPORT_ROLLBACK_FAILED",
+    "IMPORT_ROLLBACK_COMPLETE",
+]
 RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 10})  # throttling waits, it does not fail a run
 
 
@@ -56,7 +79,7 @@ def log(action, **fields):
     print(json.dumps({"action": action, **fields}, sort_keys=True, default=str), flush=True)
 
 
-CLIENTS = {}
+CLIENTS: dict = {}
 
 
 def client(service):
@@ -91,7 +114,9 @@ def end_if_expired(stack, now):
     if left is not None and left > GRACE_SECONDS:
         log("not-expired", stack=stack, expiry=expiry, seconds_left=int(left))
         return {"stack": stack, "ended": False}
-    end_annex(stack, found["StackStatus"], reason="expired", enabled_protection=found.get("EnableTerminationProtection"))
+    end_annex(
+        stack, found["StackStatus"], reason="expired", enabled_protection=found.get("EnableTerminationProtection")
+    )
     return {"stack": stack, "ended": True}
 
 
@@ -124,7 +149,9 @@ def let_leave(stack, record):
         log("leave-refused", stack=stack, instance=instance, group=group, reason="not an instance of this annex")
         return None
     try:
-        autoscaling.terminate_instance_in_auto_scaling_group(InstanceId=instance, ShouldDecrementDesiredCapacity=not replace)
+        autoscaling.terminate_instance_in_auto_scaling_group(
+            InstanceId=instance, ShouldDecrementDesiredCapacity=not replace
+        )
     except ClientError as error:
         if "not part of" not in str(error) and "not found" not in str(error).lower():
             raise
@@ -149,7 +176,7 @@ def sweep(event=None, context=None):
             if due:
                 done = end_annex(summary["StackName"], summary["StackStatus"], reason=why)
                 (ended if done else waiting).append(summary["StackName"])
-        except Exception as error:  # noqa: BLE001 - one annex's trouble must not stop the others
+        except Exception as error:
             log("sweep-failed", stack=summary["StackName"], error=str(error))
             failed.append(f"{summary['StackName']}: {error}")
     log("sweep", annexes=len(annexes), ended=ended, waiting=waiting, failed=len(failed))
@@ -256,7 +283,7 @@ def step(failed, name, action, *args, **kwargs):
     """Run one step on its own: a failure is logged and noted, and the next step runs anyway."""
     try:
         return action(*args, **kwargs)
-    except Exception as error:  # noqa: BLE001 - whatever fails, the rest of the annex must still end
+    except Exception as error:
         if "does not exist" in str(error) or "No updates" in str(error):
             return {}
         log(name + "-failed", error=str(error))
@@ -281,7 +308,9 @@ def groups(resources):
     return [
         r["PhysicalResourceId"]
         for r in resources
-        if r.get("ResourceType") == GROUP_TYPE and r.get("PhysicalResourceId") and r.get("ResourceStatus") != "DELETE_COMPLETE"
+        if r.get("ResourceType") == GROUP_TYPE
+        and r.get("PhysicalResourceId")
+        and r.get("ResourceStatus") != "DELETE_COMPLETE"
     ]
 
 
@@ -306,7 +335,9 @@ def stop_launching(group):
 
 def scale_to_zero(group):
     try:
-        client("autoscaling").update_auto_scaling_group(AutoScalingGroupName=group, MinSize=0, MaxSize=0, DesiredCapacity=0)
+        client("autoscaling").update_auto_scaling_group(
+            AutoScalingGroupName=group, MinSize=0, MaxSize=0, DesiredCapacity=0
+        )
     except ClientError as error:
         if "not found" not in str(error):
             raise
@@ -321,7 +352,10 @@ def empty_bucket(bucket):
     s3, deleted, errors = client("s3"), 0, []
     try:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            keys = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            keys = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
             if keys:
                 refused = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True}).get("Errors") or []
                 errors += refused
@@ -333,6 +367,8 @@ def empty_bucket(bucket):
         return
     if errors:  # every page was tried; what was refused is named with AWS's reason
         first = errors[0]
-        raise RuntimeError(f"{len(errors)} object(s) of {bucket} were not deleted, e.g. {first.get('Key')}: "
-                           f"AWS said {first.get('Code')}: {first.get('Message')}")
+        raise RuntimeError(
+            f"{len(errors)} object(s) of {bucket} were not deleted, e.g. {first.get('Key')}: "
+            f"AWS said {first.get('Code')}: {first.get('Message')}"
+        )
     log("empty-bucket", bucket=bucket, objects=deleted)

@@ -53,9 +53,7 @@ MAX_HOST = 253  # the longest DNS name, in its usual dotted text form
 # One DNS label: letters, digits and inner hyphens, 1 to 63 characters (RFC 1035 / RFC 1123 host names).
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _UNREACHABLE = frozenset(
-    getattr(errno, name)
-    for name in ("ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN")
-    if hasattr(errno, name)
+    getattr(errno, name) for name in ("ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN") if hasattr(errno, name)
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv4 addresses embedded in IPv6 by NAT64 gateways
 
@@ -120,9 +118,7 @@ def parse_event(event):
     if len(host) > MAX_HOST:
         raise BadRequest(f"host is {len(host)} characters long; a DNS name has at most {MAX_HOST}")
     if not host.isascii() or not host.isprintable() or any(c.isspace() for c in host):
-        raise BadRequest(
-            f"host {host!r} has spaces, control or non-ASCII characters (give an IDN in its xn-- form)"
-        )
+        raise BadRequest(f"host {host!r} has spaces, control or non-ASCII characters (give an IDN in its xn-- form)")
     if ip_literal(host) is None and not is_dns_name(host):
         raise BadRequest(
             f"host {host!r} is neither a DNS name nor an IPv4/IPv6 address (no scheme, path, port or spaces)"

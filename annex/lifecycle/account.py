@@ -167,15 +167,21 @@ def collector_check(aws: Aws, account: Account, pool: Pool, now: float) -> Colle
         return CollectorCheck(address, None, f"not checked: you may not read {COLLECTOR_PARAMETER}")
     answers = (parse_answer(text) or {}).get("collectors", {})
     answer = answers.get(address) or answers.get(f"{host.lower()}:{port}")
-    if answer is None and address.lower() in {c.lower() for c in (account.settings.collectors if account.settings else ())}:
-        return CollectorCheck(address, None, "not known yet: the set-up's probe has not answered for it yet (it runs on a schedule)")
+    if answer is None and address.lower() in {
+        c.lower() for c in (account.settings.collectors if account.settings else ())
+    }:
+        return CollectorCheck(
+            address, None, "not known yet: the set-up's probe has not answered for it yet (it runs on a schedule)"
+        )
     if answer is None:
         return CollectorCheck(address, None, "not checked: the set-up does not probe this collector "
                               "(an administrator adds it with 'condor_annex setup --collector')")  # fmt: skip
     checked = parse_answer(text).get("checked", "")
     age = seconds_since(checked, now)
     if age is None or age > PROBE_STALE_SECONDS:
-        return CollectorCheck(address, None, f"not known: the probe's last answer is from {checked or 'an unknown time'}")
+        return CollectorCheck(
+            address, None, f"not known: the probe's last answer is from {checked or 'an unknown time'}"
+        )
     if answer.get("ok"):
         return CollectorCheck(address, True, f"answers from AWS ({answer.get('address')}, checked {checked})")
     why = {"dns": f"AWS cannot resolve {host}", "refused": "it refused the connection",

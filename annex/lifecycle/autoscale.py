@@ -11,6 +11,7 @@ query and, when the count changes, a SetDesiredCapacity: never more with more in
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -124,7 +125,9 @@ def run_autoscale(plan: AutoscalePlan, report, *, clock=None, sleep=None) -> rou
     def bounds_for(now: datetime) -> engine.Bounds:
         stack = aws.stacks.find(plan.stack.name) or plan.stack  # an extend may have moved the expiry
         fleet = read_fleet(aws, [stack])[stack.name]
-        spent = meter.spent(list(fleet.instances), meter.instance_prices(aws, stack, fleet.instances, plan.prices, now), now)[1]
+        spent = meter.spent(
+            list(fleet.instances), meter.instance_prices(aws, stack, fleet.instances, plan.prices, now), now
+        )[1]
         if plan.budget is not None and spent is None:
             raise PoolError("the money spent so far cannot be priced, so the budget cannot be kept")
         return engine.Bounds(stack.instances, plan.budget, spent or 0.0, plan.highest_price or 0.0,
@@ -134,10 +137,8 @@ def run_autoscale(plan: AutoscalePlan, report, *, clock=None, sleep=None) -> rou
         report(event)
         if isinstance(event, engine.Decision):
             record = json.loads(event.to_json()) | {"line": event.line(), "at": datetime.now(timezone.utc).isoformat()}
-            try:
+            with contextlib.suppress(AnnexError):  # status then shows an older decision; the sizing goes on
                 aws.s3.put_objects(plan.stack.bucket, {AUTOSCALE_KEY: json.dumps(record).encode()})
-            except AnnexError:
-                pass  # status then shows an older decision; the sizing goes on
 
     return rounds.run_rounds(read_queue, read_fleet_now, set_desired, bounds_for,
                              clock or (lambda: datetime.now(timezone.utc)), sleep or time.sleep,

@@ -105,7 +105,11 @@ def shorten(text: str, most: int = 220) -> str:
 def interruptions(activities: list[dict]) -> int:
     """Instances AutoScaling replaced after a spot interruption or rebalance recommendation."""
     said = re.compile(r"spot (instance )?interruption|rebalanc", re.IGNORECASE)
-    return sum(1 for a in activities if said.search(a.get("Cause") or "") and "terminat" in (a.get("Description") or "").lower())
+    return sum(
+        1
+        for a in activities
+        if said.search(a.get("Cause") or "") and "terminat" in (a.get("Description") or "").lower()
+    )
 
 
 @dataclass

@@ -34,13 +34,9 @@ def session(region: str | None, profile: str | None) -> Aws:
 
 def project_of(aws: Aws, project_id: str | None) -> str:
     """--project-id, else the profile's htcondor_annex_project_id."""
-    chosen = (
-        project_id if (project_id or "").strip() else aws.profile_setting(PROFILE_PROJECT_SETTING)
-    )
+    chosen = project_id if (project_id or "").strip() else aws.profile_setting(PROFILE_PROJECT_SETTING)
     if not (chosen or "").strip():
-        raise ConfigError(
-            "project_id", "is needed (your AWS profile names none): which project's annex?"
-        )
+        raise ConfigError("project_id", "is needed (your AWS profile names none): which project's annex?")
     return validate_project_id(chosen)
 
 

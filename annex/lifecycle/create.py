@@ -130,7 +130,11 @@ def plan_create(request: CreateRequest, *, aws: Aws | None = None, now: datetime
         check_share(limits, config.instances, others_of(aws, caller, name), field=instances_field(config))
     fetched: dict = {}
     known = limits.prices or account.recorded_prices
-    prices = type_prices(aws, config.instance_types, aws.region, known, now, fetched) if needs_prices(market, config.instances) else {}
+    prices = (
+        type_prices(aws, config.instance_types, aws.region, known, now, fetched)
+        if needs_prices(market, config.instances)
+        else {}
+    )
     ceiling = fleet_ceiling(prices, market, config.instances, config.expiry, max_price=given.max_price,
                             budget=given.budget, now=now)  # fmt: skip
     check_limits(limits, config.instances, config.expiry, ceiling, now=now, field=instances_field(config))

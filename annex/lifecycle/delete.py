@@ -84,10 +84,12 @@ def execute_delete(plan: DeletePlan, ui) -> Deleted:
         try:
             aws.s3.empty(stack.bucket)
         except AnnexError as error:
-            raise StackFailed(f"deleting the annex stopped at its bucket {stack.bucket}, which an instance wrote "
-                              f"to as it ended, and which you may no longer empty ({error}); no instance is left; "
-                              "the account-level lease removes it at the annex's expiry, or an administrator "
-                              f"now: aws s3 rb s3://{stack.bucket} --force --region {plan.region}") from None
+            raise StackFailed(
+                f"deleting the annex stopped at its bucket {stack.bucket}, which an instance wrote "
+                f"to as it ended, and which you may no longer empty ({error}); no instance is left; "
+                "the account-level lease removes it at the annex's expiry, or an administrator "
+                f"now: aws s3 rb s3://{stack.bucket} --force --region {plan.region}"
+            ) from None
         aws.stacks.delete(stack.id)
         final = guarded(
             lambda: wait_phase_until_gone(aws, ui, stack.id, plan.project_id, seen),
@@ -113,8 +115,7 @@ def bucket_left(events: list[dict], stack: AnnexStack) -> str | None:
     began = [
         i
         for i, e in enumerate(events)
-        if e.get("LogicalResourceId") == e.get("StackName")
-        and e.get("ResourceStatus") == "DELETE_IN_PROGRESS"
+        if e.get("LogicalResourceId") == e.get("StackName") and e.get("ResourceStatus") == "DELETE_IN_PROGRESS"
     ]
     bucket = [e for e in events[began[-1] if began else 0 :] if e.get("ResourceType") == BUCKET]
     if bucket and bucket[-1].get("ResourceStatus") in ("DELETE_SKIPPED", "DELETE_FAILED"):
@@ -124,6 +125,4 @@ def bucket_left(events: list[dict], stack: AnnexStack) -> str | None:
 
 def wait_phase_until_gone(aws: Aws, ui, stack_id: str, project_id: str, on_event) -> AnnexStack:
     with ui.working(f"Deleting annex {project_id!r}", TYPICAL["delete"]):
-        return aws.stacks.wait(
-            stack_id, lambda s: s in ("DELETE_COMPLETE", "DELETE_FAILED"), on_event
-        )
+        return aws.stacks.wait(stack_id, lambda s: s in ("DELETE_COMPLETE", "DELETE_FAILED"), on_event)

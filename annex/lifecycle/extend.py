@@ -80,9 +80,7 @@ class ExtendPlan:
         return self.new_expiry < self.old_expiry
 
 
-def plan_extend(
-    request: ExtendRequest, *, aws: Aws | None = None, now: datetime | None = None
-) -> ExtendPlan:
+def plan_extend(request: ExtendRequest, *, aws: Aws | None = None, now: datetime | None = None) -> ExtendPlan:
     """Everything an extension needs, checked; nothing changed, nothing run (no token is issued)."""
     now = now or datetime.now(timezone.utc)
     option, text = chosen_when(by=request.by, duration=request.duration, expiry=request.expiry)
@@ -148,9 +146,7 @@ def shortening_refused(option: str, text: str, old: datetime, new: datetime) -> 
     )
 
 
-def check_lease(
-    limits: Limits, option: str, text: str, stack: AnnexStack, expiry: datetime, now: datetime
-) -> None:
+def check_lease(limits: Limits, option: str, text: str, stack: AnnexStack, expiry: datetime, now: datetime) -> None:
     """The longest lease, counted from the annex's creation, refused naming the option the user gave and
     the most it may say (check_limits words it for --expiry)."""
     start = stack.created or now
@@ -158,11 +154,7 @@ def check_lease(
     if option == "expiry" or expiry - start <= limits.max_lease:
         return
     room = latest - (now if option == "duration" else stack.expiry or now)
-    most = (
-        f"give at most --{option} {duration_token(room)}"
-        if room.total_seconds() >= 60
-        else "it can run no longer"
-    )
+    most = f"give at most --{option} {duration_token(room)}" if room.total_seconds() >= 60 else "it can run no longer"
     hours = limits.max_lease.total_seconds() / 3600
     needed = -(-(expiry - start).total_seconds() // 3600)
     region = f" in {limits.region}" if limits.region else ""
@@ -193,18 +185,14 @@ def plan_new_token(plan: ExtendPlan, request: ExtendRequest) -> None:
     --token-file is read and checked now; otherwise the pool must be able to issue one, which
     execute_extend does (a dry run must run nothing that makes a credential)."""
     if request.token_file:
-        plan.objects |= {
-            CREDENTIAL_KEYS[IDTOKENS]: token_from_file(request.token_file, plan).secret()
-        }
+        plan.objects |= {CREDENTIAL_KEYS[IDTOKENS]: token_from_file(request.token_file, plan).secret()}
         plan.token_file = request.token_file
         return
     pool = read_pool(request.condor_config)
     if IDTOKENS not in pool.methods:
         raise PoolError(f"{NEW_TOKEN_NEEDED}: give a new one with --token-file")
     if shutil.which(TOKEN_CREATE) is None:
-        raise PoolError(
-            f"{NEW_TOKEN_NEEDED} and {TOKEN_CREATE} is not on PATH: {token_by_hand(pool, plan.new_expiry)}"
-        )
+        raise PoolError(f"{NEW_TOKEN_NEEDED} and {TOKEN_CREATE} is not on PATH: {token_by_hand(pool, plan.new_expiry)}")
     plan.token_pool = pool
 
 
@@ -239,9 +227,7 @@ def execute_extend(plan: ExtendPlan, ui) -> AnnexStack:
         )
         if stack.status != "UPDATE_COMPLETE":
             failure = aws.stacks.first_failure(stack.id)
-            raise StackFailed(
-                f"moving the lease failed: {failure}; the old expiry {when(plan.old_expiry)} stands"
-            )
+            raise StackFailed(f"moving the lease failed: {failure}; the old expiry {when(plan.old_expiry)} stands")
     # the instances' own lease reads this copy of the expiry
     guarded(
         lambda: aws.s3.put_objects(stack.bucket, objects),

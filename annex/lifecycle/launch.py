@@ -104,7 +104,7 @@ def make_identity(plan: CreatePlan, ui, sleep) -> None:
 
 
 def issue(plan: CreatePlan, ui):
-    credential = issue_token(plan.pool, plan.credential.identity, plan.config.expiry)
+    credential = issue_token(plan.pool, plan.config.expiry, identity=plan.credential.identity)
     ui.say(f"  ✓ issued a token for the instances (as {plan.credential.identity}, until the expiry)")
     return credential
 

@@ -112,7 +112,9 @@ def record(aws: Aws, stack: AnnexStack, found: FleetState, me: str, now: datetim
     assumed = tagged_max_price(stack)  # the --max-price the annex was made with, where AWS gave no price
     known = {kind: p.usd if p.usd is not None else assumed for kind, p in prices.items()}
     known = {kind: usd for kind, usd in known.items() if usd is not None}
-    hours, spent = meter.spent(list(found.instances), meter.instance_prices(aws, stack, found.instances, known, now), now)
+    hours, spent = meter.spent(
+        list(found.instances), meter.instance_prices(aws, stack, found.instances, known, now), now
+    )
     budget = stack.tag(TAG_BUDGET)
     activities = recent_activities(aws, stack, found)
     status = AnnexStatus(
@@ -190,7 +192,10 @@ def state_of(stack: AnnexStack, left: int, configured: bool | None = None) -> st
 def fix_for(stack: AnnexStack, status: AnnexStatus) -> str | None:
     where = f"--project-id {quote(stack.project_id)} --region {stack.region}"
     if status.state == "incomplete":
-        return f"its configuration or instances are missing: run the create command again (condor_annex create {where} ...), or 'condor_annex delete {where}'"
+        return (
+            "its configuration or instances are missing: run the create command again "
+            f"(condor_annex create {where} ...), or 'condor_annex delete {where}'"
+        )
     if status.state.startswith("failed") or status.state == "failed to start":
         return f"condor_annex delete {where}"
     return None

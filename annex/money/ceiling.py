@@ -60,7 +60,9 @@ def billed_hours(seconds: float) -> float:
 def highest(prices: dict[str, Price], max_price: float | None) -> tuple[float, str, str, bool]:
     """(USD, instance type, source, exact) of the dearest type; a type without a price takes --max-price."""
     if not prices:
-        raise SetupError("the annex's instance types are not known (its set-up cannot be read), so neither is what it may cost")
+        raise SetupError(
+            "the annex's instance types are not known (its set-up cannot be read), so neither is what it may cost"
+        )
     known = {kind: p for kind, p in prices.items() if p.usd is not None}
     missing = sorted(kind for kind in prices if kind not in known)
     if missing and max_price is None:
@@ -70,8 +72,10 @@ def highest(prices: dict[str, Price], max_price: float | None) -> tuple[float, s
             f"is needed: {missing[0]} may be launched on-demand and {why}; give the most you expect to pay "
             f"per instance-hour, e.g. --max-price 0.50",
         )
-    candidates = [(p.usd, kind, p.source, True) for kind, p in known.items()]
-    candidates += [(max_price, kind, "your --max-price", False) for kind in missing]
+    candidates: list[tuple[float, str, str, bool]] = [
+        (float(p.usd or 0), kind, p.source, True) for kind, p in known.items()
+    ]
+    candidates += [(float(max_price or 0), kind, "your --max-price", False) for kind in missing]
     usd_, kind, source, _ = max(candidates)
     return usd_, kind, source, not missing  # a type priced by the user's guess makes the whole ceiling a guess
 

@@ -20,19 +20,17 @@ from .ceiling import Ceiling
 
 @dataclass(frozen=True)
 class Limits:
-    max_instances: int = DEFAULT_LIMITS["max_instances"]
+    max_instances: int = int(DEFAULT_LIMITS["max_instances"])
     max_lease: timedelta = timedelta(hours=DEFAULT_LIMITS["max_lease_hours"])
     max_ceiling: float = float(DEFAULT_LIMITS["max_ceiling_usd"])
-    max_annexes_per_user: int = DEFAULT_LIMITS["max_annexes_per_user"]
-    max_instances_per_user: int = DEFAULT_LIMITS["max_instances_per_user"]
-    max_instances_per_account: int = DEFAULT_LIMITS["max_instances_per_account"]
+    max_annexes_per_user: int = int(DEFAULT_LIMITS["max_annexes_per_user"])
+    max_instances_per_user: int = int(DEFAULT_LIMITS["max_instances_per_user"])
+    max_instances_per_account: int = int(DEFAULT_LIMITS["max_instances_per_account"])
     prices: dict = field(default_factory=dict, compare=False)  # the set-up's on-demand prices, by type
     region: str = ""
     project_id: str | None = None
     source: str = "the defaults"  # or the SSM parameter's name
-    document: dict = field(
-        default_factory=dict, compare=False
-    )  # as stored, to show how to change it
+    document: dict = field(default_factory=dict, compare=False)  # as stored, to show how to change it
 
 
 WHOLE = ("max_instances", "max_annexes_per_user", "max_instances_per_user", "max_instances_per_account")
@@ -80,12 +78,7 @@ def parse_limits(text: str | None, project_id: str | None = None, region: str = 
             raise SetupError(f"{where}: projects[{project_id!r}] must be an object of limits")
         values.update({k: override[k] for k in DEFAULT_LIMITS if k in override})
     for key, value in values.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise SetupError(f"{where}: {key} is {json.dumps(value)}; it must be a positive number")
     for key in WHOLE:
         if values[key] != int(values[key]):

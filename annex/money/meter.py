@@ -18,6 +18,7 @@ def instance_prices(aws, stack, instances, known: dict | None = None, now: datet
     cap = stack.market.spot_max_price
     prices: dict = {}
     for kind in sorted({i.get("InstanceType") for i in instances if i.get("InstanceType")}):
+        on_demand: float | None
         if known and kind in known:
             on_demand = float(known[kind])
         else:
@@ -33,9 +34,7 @@ def market_of(instance: dict) -> str:
     return "spot" if instance.get("InstanceLifecycle") == "spot" else "on-demand"
 
 
-def spent(
-    groups_instances, prices: dict, now: datetime | None = None
-) -> tuple[float, float | None]:
+def spent(groups_instances, prices: dict, now: datetime | None = None) -> tuple[float, float | None]:
     """(instance-hours, USD) the annex's instances have run up so far, from their launch times.
 
     `groups_instances` is EC2's instance descriptions (an annex's `fleet.FleetState.instances`), flat or as

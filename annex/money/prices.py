@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import AwsError
-from .ceiling import Price
 from ..text import plain
+from .ceiling import Price
 
 CACHE_SECONDS = 24 * 3600
 
@@ -48,7 +48,7 @@ def on_demand_price(
         # AccessDenied included (a user may not be allowed pricing:GetProducts); a proxy or a captive
         # portal may answer with a whole HTML page: one short line of it. Not asked again for a while:
         # `status` of 100 annexes of the same types would otherwise ask 100 times.
-        why = f"AWS's Price List API gave no price ({plain(error, 120)})"
+        why = f"AWS's Price List API gave no price ({plain(str(error), 120)})"
         _REFUSED[key] = (time.monotonic(), why)
         return None, why
     price = parse_price_list(documents)
@@ -132,9 +132,7 @@ def write_cache(prices: dict) -> None:
     path = cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, prefix=".prices-", delete=False
-        ) as out:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".prices-", delete=False) as out:
             json.dump({"prices": prices}, out, indent=1, sort_keys=True)
         os.replace(out.name, path)
     except OSError:

@@ -26,7 +26,11 @@ def annex_bucket_policy(bucket, owner_user_id, instance_role_arn) -> PolicyDocum
     config = Sub("arn:${AWS::Partition}:s3:::${Bucket}/" + CONFIG_PREFIX + "*", Bucket=bucket)
     leaving = Sub("arn:${AWS::Partition}:s3:::${Bucket}/" + LEAVING_PREFIX + "*", Bucket=bucket)
     owner = Condition([a.StringEquals({"aws:userid": owner_user_id, "aws:PrincipalAccount": Sub("${AWS::AccountId}")})])
-    here = Condition(a.ArnLike({"ec2:SourceInstanceARN": Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")}))
+    here = Condition(
+        a.ArnLike(
+            {"ec2:SourceInstanceARN": Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*")}
+        )
+    )
     return document(
         Statement(Sid="DenyInsecureTransport", Effect=Deny, Principal=Principal("*"), Action=[a.Action("s3", "*")],
                   Resource=[bucket_arn, objects], Condition=Condition(a.Bool("aws:SecureTransport", "false"))),

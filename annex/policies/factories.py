@@ -8,7 +8,6 @@ from awacs.sts import AssumeRole
 from troposphere import Sub, encode_to_dict
 
 
-
 def arn(service: str, resource: str, region: bool = True, account: bool = True) -> Sub:
     where = ("${AWS::Region}" if region else "") + ":" + ("${AWS::AccountId}" if account else "")
     return Sub(f"arn:${{AWS::Partition}}:{service}:{where}:{resource}")
@@ -44,19 +43,12 @@ def _statement(effect, sid, actions, resources, condition) -> Statement:
 
 def _condition(condition: dict) -> Condition:
     """{"StringEquals": {key: value, ...}, ...} as awacs conditions, one element per operator."""
-    return Condition(
-        [
-            getattr(a, operator.replace(":", ""))(dict(pairs))
-            for operator, pairs in condition.items()
-        ]
-    )
+    return Condition([getattr(a, operator.replace(":", ""))(dict(pairs)) for operator, pairs in condition.items()])
 
 
 def assume_role(service: str) -> PolicyDocument:
     """Trust policy: only the named AWS service may assume the role."""
-    return document(
-        Statement(Effect=Allow, Principal=Principal("Service", [service]), Action=[AssumeRole])
-    )
+    return document(Statement(Effect=Allow, Principal=Principal("Service", [service]), Action=[AssumeRole]))
 
 
 def concrete(document: PolicyDocument, account: str, region: str, partition: str = "aws") -> dict:

@@ -64,13 +64,23 @@ EXCLUDED: dict[str, Exclusion] = {
     "vpc-lattice:DeregisterTargets": only_for("annex groups have no traffic sources", (ASG, "TrafficSources")),
     "vpc-lattice:GetTargetGroup": only_for("annex groups have no traffic sources", (ASG, "TrafficSources")),
     "vpc-lattice:ListTargets": only_for("annex groups have no traffic sources", (ASG, "TrafficSources")),
-    "autoscaling:PutLifecycleHook": only_for("annex groups have no lifecycle hooks", (ASG, "LifecycleHookSpecificationList")),
-    "autoscaling:DeleteLifecycleHook": only_for("annex groups have no lifecycle hooks", (ASG, "LifecycleHookSpecificationList")),
-    "autoscaling:PutNotificationConfiguration": only_for("annex groups notify nobody", (ASG, "NotificationConfigurations")),
-    "autoscaling:DeleteNotificationConfiguration": only_for("annex groups notify nobody", (ASG, "NotificationConfigurations")),
-    "ssm:Get*": Exclusion("reads any parameter; the handler resolves a launch template's resolve:ssm: AMI with "
-                          "it, and annex launch templates name their AMI directly",
-                          value=(LT, "LaunchTemplateData.ImageId", "resolve:ssm:")),  # fmt: skip
+    "autoscaling:PutLifecycleHook": only_for(
+        "annex groups have no lifecycle hooks", (ASG, "LifecycleHookSpecificationList")
+    ),
+    "autoscaling:DeleteLifecycleHook": only_for(
+        "annex groups have no lifecycle hooks", (ASG, "LifecycleHookSpecificationList")
+    ),
+    "autoscaling:PutNotificationConfiguration": only_for(
+        "annex groups notify nobody", (ASG, "NotificationConfigurations")
+    ),
+    "autoscaling:DeleteNotificationConfiguration": only_for(
+        "annex groups notify nobody", (ASG, "NotificationConfigurations")
+    ),
+    "ssm:Get*": Exclusion(
+        "reads any parameter; the handler resolves a launch template's resolve:ssm: AMI with "
+        "it, and annex launch templates name their AMI directly",
+        value=(LT, "LaunchTemplateData.ImageId", "resolve:ssm:"),
+    ),
     "managed-fleets:Get*": not_iam("not an IAM service IAM's reference knows"),
     "managed-fleets:CreateAutoScalingGroup": not_iam("not an IAM service IAM's reference knows"),
     "managed-fleets:UpdateAutoScalingGroup": not_iam("not an IAM service IAM's reference knows"),
@@ -78,9 +88,12 @@ EXCLUDED: dict[str, Exclusion] = {
     "managed-fleets:RegisterAutoScalingGroup": not_iam("not an IAM service IAM's reference knows"),
     "managed-fleets:DeregisterAutoScalingGroup": not_iam("not an IAM service IAM's reference knows"),
     # EventBridge: an annex's rules fire its lease function directly, never through a role.
-    "iam:PassRole": Exclusion("reading or deleting a rule passes no role: its targets take none (the lease function is "
-                              "invoked directly); the roles that create annexes pass theirs (pass_roles)",
-                              properties=((RULE, "Targets.*.RoleArn"),), handlers=("read", "delete")),  # fmt: skip
+    "iam:PassRole": Exclusion(
+        "reading or deleting a rule passes no role: its targets take none (the lease function is "
+        "invoked directly); the roles that create annexes pass theirs (pass_roles)",
+        properties=((RULE, "Targets.*.RoleArn"),),
+        handlers=("read", "delete"),
+    ),
     # EC2: annex security groups admit nothing inbound.
     "ec2:AuthorizeSecurityGroupIngress": only_for("annex security groups admit nothing", (SG, "SecurityGroupIngress")),
     "ec2:RevokeSecurityGroupIngress": only_for("annex security groups admit nothing", (SG, "SecurityGroupIngress")),
@@ -89,51 +102,98 @@ EXCLUDED: dict[str, Exclusion] = {
     ),
     # Lambda: annex functions are inline code with AWS's own key, no layers, file systems or signing.
     "s3:GetObject": only_for("function code is inline (ZipFile), never read from S3", (FUNCTION, "Code.S3Bucket")),
-    "s3:GetObjectVersion": only_for("function code is inline (ZipFile), never read from S3", (FUNCTION, "Code.S3Bucket")),
+    "s3:GetObjectVersion": only_for(
+        "function code is inline (ZipFile), never read from S3", (FUNCTION, "Code.S3Bucket")
+    ),
     "kms:CreateGrant": only_for("annex functions use AWS's own key", (FUNCTION, "KmsKeyArn")),
     "kms:Decrypt": only_for("annex functions use AWS's own key", (FUNCTION, "KmsKeyArn")),
     "kms:DescribeKey": only_for("annex functions use AWS's own key", (FUNCTION, "KmsKeyArn")),
     "kms:Encrypt": only_for("annex functions use AWS's own key", (FUNCTION, "KmsKeyArn")),
     "kms:GenerateDataKey": only_for("annex functions use AWS's own key", (FUNCTION, "KmsKeyArn")),
-    "elasticfilesystem:DescribeMountTargets": only_for("annex functions mount nothing", (FUNCTION, "FileSystemConfigs")),
+    "elasticfilesystem:DescribeMountTargets": only_for(
+        "annex functions mount nothing", (FUNCTION, "FileSystemConfigs")
+    ),
     "s3files:ListMountTargets": only_for("annex functions mount nothing", (FUNCTION, "FileSystemConfigs")),
     "lambda:GetLayerVersion": only_for("annex functions use no layers", (FUNCTION, "Layers")),
     "lambda:GetCodeSigningConfig": only_for("annex code is not signed", (FUNCTION, "CodeSigningConfigArn")),
     "lambda:PutFunctionCodeSigningConfig": only_for("annex code is not signed", (FUNCTION, "CodeSigningConfigArn")),
     "lambda:DeleteFunctionCodeSigningConfig": only_for("annex code is not signed", (FUNCTION, "CodeSigningConfigArn")),
-    "lambda:PassCapacityProvider": only_for("annex functions run on Lambda's own capacity", (FUNCTION, "CapacityProviderConfig")),
-    "lambda:PutFunctionScalingConfig": only_for("annex functions run on Lambda's own capacity", (FUNCTION, "CapacityProviderConfig")),
+    "lambda:PassCapacityProvider": only_for(
+        "annex functions run on Lambda's own capacity", (FUNCTION, "CapacityProviderConfig")
+    ),
+    "lambda:PutFunctionScalingConfig": only_for(
+        "annex functions run on Lambda's own capacity", (FUNCTION, "CapacityProviderConfig")
+    ),
     "lambda:AssociateRuntimeAlias": not_iam(),
     # CloudWatch Logs: annex log groups hold only their function's lines.
-    "logs:PutResourcePolicy": only_for("account-wide; annex log groups have no resource policy", (LOGS, "ResourcePolicyDocument")),
-    "logs:DeleteResourcePolicy": only_for("account-wide; annex log groups have no resource policy", (LOGS, "ResourcePolicyDocument")),
+    "logs:PutResourcePolicy": only_for(
+        "account-wide; annex log groups have no resource policy", (LOGS, "ResourcePolicyDocument")
+    ),
+    "logs:DeleteResourcePolicy": only_for(
+        "account-wide; annex log groups have no resource policy", (LOGS, "ResourcePolicyDocument")
+    ),
     "logs:PutIndexPolicy": only_for("annex log groups index nothing", (LOGS, "FieldIndexPolicies")),
     "logs:DeleteIndexPolicy": only_for("annex log groups index nothing", (LOGS, "FieldIndexPolicies")),
     "logs:PutDataProtectionPolicy": only_for("annex log groups audit nothing", (LOGS, "DataProtectionPolicy")),
     "logs:DeleteDataProtectionPolicy": only_for("annex log groups audit nothing", (LOGS, "DataProtectionPolicy")),
-    "logs:CreateLogDelivery": only_for("audit findings go nowhere: there is no data protection policy", (LOGS, "DataProtectionPolicy")),
-    "firehose:TagDeliveryStream": only_for("audit findings go nowhere: there is no data protection policy", (LOGS, "DataProtectionPolicy")),
+    "logs:CreateLogDelivery": only_for(
+        "audit findings go nowhere: there is no data protection policy", (LOGS, "DataProtectionPolicy")
+    ),
+    "firehose:TagDeliveryStream": only_for(
+        "audit findings go nowhere: there is no data protection policy", (LOGS, "DataProtectionPolicy")
+    ),
     "s3:REST.PUT.OBJECT": not_iam("not an IAM action (a slip in AWS's AWS::Logs::LogGroup schema)"),
     "logs:AssociateKmsKey": only_for("annex log groups use AWS's own key", (LOGS, "KmsKeyId")),
     "logs:DisassociateKmsKey": only_for("annex log groups use AWS's own key", (LOGS, "KmsKeyId")),
-    "logs:PutBearerTokenAuthentication": only_for("annex logs take no bearer tokens", (LOGS, "BearerTokenAuthenticationEnabled")),
-    "logs:PutLogGroupDeletionProtection": only_for("annex log groups go with their annex", (LOGS, "DeletionProtectionEnabled")),
+    "logs:PutBearerTokenAuthentication": only_for(
+        "annex logs take no bearer tokens", (LOGS, "BearerTokenAuthenticationEnabled")
+    ),
+    "logs:PutLogGroupDeletionProtection": only_for(
+        "annex log groups go with their annex", (LOGS, "DeletionProtectionEnabled")
+    ),
     # S3: annex buckets are private, unreplicated, unlogged, no websites, no metadata tables.
     "s3:PutBucketAcl": only_for("owner-enforced buckets: an ACL could only make one public", (BUCKET, "AccessControl")),
-    "s3:PutObjectAcl": only_for("owner-enforced buckets: an ACL could only make objects public", (BUCKET, "AccessControl")),
-    "s3:PutReplicationConfiguration": only_for("a replica would copy the credential out", (BUCKET, "ReplicationConfiguration")),
-    "s3:PutInventoryConfiguration": only_for("an inventory writes the listing elsewhere", (BUCKET, "InventoryConfigurations")),
+    "s3:PutObjectAcl": only_for(
+        "owner-enforced buckets: an ACL could only make objects public", (BUCKET, "AccessControl")
+    ),
+    "s3:PutReplicationConfiguration": only_for(
+        "a replica would copy the credential out", (BUCKET, "ReplicationConfiguration")
+    ),
+    "s3:PutInventoryConfiguration": only_for(
+        "an inventory writes the listing elsewhere", (BUCKET, "InventoryConfigurations")
+    ),
     "s3:PutBucketLogging": only_for("access logs would be written to another bucket", (BUCKET, "LoggingConfiguration")),
     "s3:PutBucketWebsite": only_for("annex buckets are never websites", (BUCKET, "WebsiteConfiguration")),
     "s3:DeleteBucketWebsite": only_for("annex buckets are never websites", (BUCKET, "WebsiteConfiguration")),
-    "s3:CreateBucketMetadataTableConfiguration": only_for("no metadata tables", (BUCKET, "MetadataTableConfiguration"), (BUCKET, "MetadataConfiguration")),
-    "s3:DeleteBucketMetadataTableConfiguration": only_for("no metadata tables", (BUCKET, "MetadataTableConfiguration"), (BUCKET, "MetadataConfiguration")),
-    **{f"s3:UpdateBucketMetadata{kind}TableConfiguration": only_for("no metadata tables", (BUCKET, "MetadataConfiguration"))
-       for kind in ("Annotation", "Inventory", "Journal")},
-    **{f"s3tables:{name}": only_for("no metadata tables", (BUCKET, "MetadataTableConfiguration"), (BUCKET, "MetadataConfiguration"))
-       for name in ("CreateNamespace", "CreateTable", "CreateTableBucket", "GetTable", "GetTableMetadataLocation",
-                    "PutTableBucketPolicy", "PutTableEncryption", "PutTablePolicy", "UpdateTableMetadataLocation")},
-}  # fmt: skip
+    "s3:CreateBucketMetadataTableConfiguration": only_for(
+        "no metadata tables", (BUCKET, "MetadataTableConfiguration"), (BUCKET, "MetadataConfiguration")
+    ),
+    "s3:DeleteBucketMetadataTableConfiguration": only_for(
+        "no metadata tables", (BUCKET, "MetadataTableConfiguration"), (BUCKET, "MetadataConfiguration")
+    ),
+    **{
+        f"s3:UpdateBucketMetadata{kind}TableConfiguration": only_for(
+            "no metadata tables", (BUCKET, "MetadataConfiguration")
+        )
+        for kind in ("Annotation", "Inventory", "Journal")
+    },
+    **{
+        f"s3tables:{name}": only_for(
+            "no metadata tables", (BUCKET, "MetadataTableConfiguration"), (BUCKET, "MetadataConfiguration")
+        )
+        for name in (
+            "CreateNamespace",
+            "CreateTable",
+            "CreateTableBucket",
+            "GetTable",
+            "GetTableMetadataLocation",
+            "PutTableBucketPolicy",
+            "PutTableEncryption",
+            "PutTablePolicy",
+            "UpdateTableMetadataLocation",
+        )
+    },
+}
 # Names AWS's schemas list that IAM does not know: each call is authorized by the action beside it.
 NOT_IAM_ACTIONS = {
     "s3:DeleteBucketAnalyticsConfiguration": "s3:PutAnalyticsConfiguration",
@@ -230,14 +290,27 @@ def special_statements(needed: set, scope: Scope, sid: str, instance_types) -> l
     """Actions that touch several kinds at once, or need a condition of their own."""
     found = []
     if "ec2:RunInstances" in needed:  # a group checks that its creator could launch its templates
-        kinds = ("image", "instance", "key-pair", "launch-template", "network-interface", "security-group", "subnet", "volume")
+        kinds = (
+            "image",
+            "instance",
+            "key-pair",
+            "launch-template",
+            "network-interface",
+            "security-group",
+            "subnet",
+            "volume",
+        )
         condition = {"StringEqualsIfExists": {"ec2:InstanceType": list(instance_types)}} if instance_types else None
         resources = [r for k in kinds for r in scope.arns(k, context=True)]
         found.append(allow(sid + "LaunchCheck", ["ec2:RunInstances"], resources, condition))
     if "ec2:CreateTags" in needed:  # tags given when an annex object is made, or on annex objects
         creates = ["CreateLaunchTemplate", "CreateLaunchTemplateVersion", "CreateSecurityGroup", "RunInstances"]
-        where = [r for k in ("launch-template", "security-group", "instance", "volume") for r in scope.arns(k, context=True)]
-        found.append(allow(sid + "TagOnCreate", ["ec2:CreateTags"], where, {"StringEquals": {"ec2:CreateAction": creates}}))
+        where = [
+            r for k in ("launch-template", "security-group", "instance", "volume") for r in scope.arns(k, context=True)
+        ]
+        found.append(
+            allow(sid + "TagOnCreate", ["ec2:CreateTags"], where, {"StringEquals": {"ec2:CreateAction": creates}})
+        )
         owned = scope.arns("launch-template") + scope.arns("security-group")
         found.append(allow(sid + "TagAnnexObjects", ["ec2:CreateTags"], owned, tag_condition(scope)))
     if "ec2:Get*" in needed:  # AWS cannot scope these reads; the sensitive ones are left out (SENSITIVE_GETS)

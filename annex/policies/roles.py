@@ -21,7 +21,19 @@ from .scopes import ANNEX, Scope, annexes_scope, project_profiles, setup_stack_a
 
 STACK_WRITES = [
     "cloudformation:" + verb + "*"
-    for verb in ("Create", "Update", "Delete", "Execute", "Cancel", "Continue", "Set", "Signal", "Rollback", "Tag", "Untag")
+    for verb in (
+        "Create",
+        "Update",
+        "Delete",
+        "Execute",
+        "Cancel",
+        "Continue",
+        "Set",
+        "Signal",
+        "Rollback",
+        "Tag",
+        "Untag",
+    )
 ]
 ROLE_ESCALATIONS = [  # never, whatever else a policy allows
     "iam:CreateUser", "iam:CreateAccessKey", "iam:CreateLoginProfile", "iam:UpdateLoginProfile", "iam:AddUserToGroup",
@@ -68,7 +80,11 @@ def service_role_policy(resource_types, lease_role_arn, instance_types) -> Polic
         *pass_roles("Annex", lease_role_arn),
         admission_statement("Annex"),
         deny("NeverWriteIam", ROLE_ESCALATIONS, ["*"]),
-        deny("NeverReadInstanceSecrets", ["ec2:GetPasswordData", "ec2:GetConsoleOutput", "ec2:GetLaunchTemplateData"], ["*"]),
+        deny(
+            "NeverReadInstanceSecrets",
+            ["ec2:GetPasswordData", "ec2:GetConsoleOutput", "ec2:GetLaunchTemplateData"],
+            ["*"],
+        ),
         never_the_set_up(),
     )
 

@@ -63,9 +63,7 @@ DEFAULT_TYPES = (
 @functools.cache
 def data() -> dict:
     """The checked-in file, parsed once."""
-    return json.loads(
-        importlib.resources.files("annex").joinpath(DATA_FILE).read_text(encoding="utf-8")
-    )
+    return json.loads(importlib.resources.files("annex").joinpath(DATA_FILE).read_text(encoding="utf-8"))
 
 
 @functools.cache
@@ -77,9 +75,7 @@ def _handler_names(handlers) -> tuple[str, ...]:
     names = (handlers,) if isinstance(handlers, str) else tuple(handlers)
     unknown = [h for h in names if h not in HANDLERS]
     if unknown:
-        raise ValueError(
-            f"unknown handler(s) {', '.join(map(repr, unknown))}; handlers are {', '.join(HANDLERS)}"
-        )
+        raise ValueError(f"unknown handler(s) {', '.join(map(repr, unknown))}; handlers are {', '.join(HANDLERS)}")
     return names
 
 
@@ -179,15 +175,11 @@ def _provider_map(region: str) -> dict | None:
 def _schema(resource_type: str, region: str = REGION) -> dict:
     """One resource provider schema as the installed cfn-lint ships it."""
     providers = _provider_map(region)
-    if (
-        providers is not None
-    ):  # cfn-lint's layout since mid 2025: providers/<region>.json -> resources/<hash>.json
+    if providers is not None:  # cfn-lint's layout since mid 2025: providers/<region>.json -> resources/<hash>.json
         digest = providers.get(resource_type)
         if digest is None:
             raise KeyError(f"the installed cfn-lint has no schema for {resource_type} in {region}")
-        return json.loads(
-            (_cfnlint_schema_dir() / "resources" / f"{digest}.json").read_text(encoding="utf-8")
-        )
+        return json.loads((_cfnlint_schema_dir() / "resources" / f"{digest}.json").read_text(encoding="utf-8"))
     # other layouts: ask cfn-lint itself
     from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
     from cfnlint.schema._exceptions import ResourceNotFoundError
@@ -195,9 +187,7 @@ def _schema(resource_type: str, region: str = REGION) -> dict:
     try:
         return PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema
     except ResourceNotFoundError:
-        raise KeyError(
-            f"the installed cfn-lint has no schema for {resource_type} in {region}"
-        ) from None
+        raise KeyError(f"the installed cfn-lint has no schema for {resource_type} in {region}") from None
 
 
 def schema_handlers(resource_type: str, region: str = REGION) -> dict[str, tuple[str, ...]]:
@@ -348,17 +338,11 @@ def check(resource_types=None, region: str | None = None, out=None) -> int:
 def main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(
-        prog="python -m annex.policies.schemas", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m annex.policies.schemas", description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help=f"regenerate annex/{DATA_FILE}")
-    mode.add_argument(
-        "--check", action="store_true", help="compare the file with the installed cfn-lint"
-    )
-    parser.add_argument(
-        "--region", default=None, help=f"whose provider schemas to read (default {REGION})"
-    )
+    mode.add_argument("--check", action="store_true", help="compare the file with the installed cfn-lint")
+    parser.add_argument("--region", default=None, help=f"whose provider schemas to read (default {REGION})")
     parser.add_argument(
         "types",
         nargs="*",

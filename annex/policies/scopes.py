@@ -51,7 +51,10 @@ def annexes_scope() -> Scope:
             "object": s3_arn(ANNEX + "/*"),
             "function": arn("lambda", f"function:{ANNEX}"),
             "rule-on-default-event-bus": arn("events", f"rule/{ANNEX}"),
-            "log-group": [arn("logs", f"log-group:/aws/lambda/{ANNEX}"), arn("logs", f"log-group:/aws/lambda/{ANNEX}:*")],
+            "log-group": [
+                arn("logs", f"log-group:/aws/lambda/{ANNEX}"),
+                arn("logs", f"log-group:/aws/lambda/{ANNEX}:*"),
+            ],
             "alarm": arn("cloudwatch", f"alarm:{ANNEX}"),
             **ec2_owned(),
         }

@@ -48,9 +48,7 @@ class Pool:
     methods: tuple[str, ...]  # what the pool accepts from an execute node's daemons
     password_file: str | None = None
     trust_domain: str | None = None
-    authentication: str | None = (
-        None  # the pool's SEC_DEFAULT_AUTHENTICATION, ENCRYPTION, INTEGRITY
-    )
+    authentication: str | None = None  # the pool's SEC_DEFAULT_AUTHENTICATION, ENCRYPTION, INTEGRITY
     encryption: str | None = None
     integrity: str | None = None
 
@@ -94,13 +92,9 @@ def find_config(condor_config: str | None) -> str:
         installed = [p for p in SYSTEM_CONFIGS if Path(p).is_file()]
         if installed:
             return installed[0]
-        raise PoolError(
-            "no HTCondor configuration: set CONDOR_CONFIG to your pool's condor_config file"
-        )
+        raise PoolError("no HTCondor configuration: set CONDOR_CONFIG to your pool's condor_config file")
     if path != "ONLY_ENV" and not Path(path).is_file():
-        raise PoolError(
-            f"CONDOR_CONFIG {path} is not a file; point it at your pool's condor_config"
-        )
+        raise PoolError(f"CONDOR_CONFIG {path} is not a file; point it at your pool's condor_config")
     return path
 
 
@@ -113,9 +107,7 @@ def _param(path: str, knobs) -> dict:
         )
     try:
         values = json.loads(out.stdout.strip().splitlines()[-1])
-        return {
-            k: None if v is None else str(v) for k, v in values.items()
-        }  # typed knobs come back as bool/int
+        return {k: None if v is None else str(v) for k, v in values.items()}  # typed knobs come back as bool/int
     except (ValueError, IndexError, AttributeError):
         raise PoolError(
             f"reading {path} through HTCondor's bindings gave no answer; is the htcondor package installed?"
@@ -125,9 +117,7 @@ def _param(path: str, knobs) -> dict:
 def run_bindings(path: str, argv, timeout: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "CONDOR_CONFIG": path}
     try:
-        return subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(argv, 1, "", f"no answer within {timeout} seconds")
 
@@ -135,15 +125,9 @@ def run_bindings(path: str, argv, timeout: int) -> subprocess.CompletedProcess:
 def config_problem(stderr: str, path: str) -> str:
     """HTCondor's complaint about a configuration, as one short clause."""
     lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
-    where = next(
-        (line.rstrip(":") for line in lines if line.startswith("Config source Error")), None
-    )
+    where = next((line.rstrip(":") for line in lines if line.startswith("Config source Error")), None)
     detail = next(
-        (
-            line
-            for line in lines
-            if not line.startswith(("Config source Error", "Configuration Error"))
-        ),
+        (line for line in lines if not line.startswith(("Config source Error", "Configuration Error"))),
         None,
     )
     parts = [p for p in (where, detail) if p]
@@ -163,9 +147,7 @@ def collector_address(collector_host: str) -> tuple[str, int]:
     """(host, port) of the first collector in COLLECTOR_HOST: 'host', 'host:port', '[v6]:port', '<ip:port?sock=x>'."""
     words = re.split(r"[\s,]+", (collector_host or "").strip())
     first = words[0].strip("<>").split("?", 1)[0]
-    match = re.match(
-        r"^\[(?P<v6>[^\]]+)\](?::(?P<p6>\d+))?$|^(?P<host>[^:]+)(?::(?P<port>\d+))?$", first
-    )
+    match = re.match(r"^\[(?P<v6>[^\]]+)\](?::(?P<p6>\d+))?$|^(?P<host>[^:]+)(?::(?P<port>\d+))?$", first)
     if not match:
         return first, DEFAULT_COLLECTOR_PORT
     host = match.group("v6") or match.group("host")

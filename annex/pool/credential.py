@@ -22,13 +22,9 @@ TOKEN_AUTHZ = ("ADVERTISE_STARTD", "ADVERTISE_MASTER")  # required
 
 TOKEN_ALLOWED = ("READ", *TOKEN_AUTHZ)  # all it may hold
 
-TOKEN_SLACK = (
-    24 * 3600
-)  # how long past the annex's expiry a token may live (else it outlives the lease)
+TOKEN_SLACK = 24 * 3600  # how long past the annex's expiry a token may live (else it outlives the lease)
 
-TOKEN_MARGIN = (
-    15 * 60
-)  # how long past the expiry an issued token lives (instances end at the expiry)
+TOKEN_MARGIN = 15 * 60  # how long past the expiry an issued token lives (instances end at the expiry)
 
 TOKEN_CREATE = "condor_token_create"
 
@@ -59,9 +55,7 @@ class Credential:
         expires: float | None = None,
     ):
         self.kind, self.source, self.identity = kind, source, identity
-        self.scopes = (
-            tuple(scopes) if scopes is not None else None
-        )  # None: the token is not limited
+        self.scopes = tuple(scopes) if scopes is not None else None  # None: the token is not limited
         self.expires = expires
         self._secret = bytes(secret)
 
@@ -70,9 +64,7 @@ class Credential:
 
     def __repr__(self) -> str:
         who = f", identity={self.identity!r}" if self.identity else ""
-        return (
-            f"Credential({self.kind}, from {self.source!r}{who}, {len(self._secret)} bytes hidden)"
-        )
+        return f"Credential({self.kind}, from {self.source!r}{who}, {len(self._secret)} bytes hidden)"
 
     __str__ = __repr__
 
@@ -105,9 +97,7 @@ def read_credential(pool: Pool, token_file: str | None = None, *, expiry=None) -
             problem = error
     if IDTOKENS in pool.methods:
         if shutil.which(TOKEN_CREATE) is None:
-            raise PoolError(
-                f"the pool uses IDTOKENS and {TOKEN_CREATE} is not on PATH: {token_by_hand(pool, expiry)}"
-            )
+            raise PoolError(f"the pool uses IDTOKENS and {TOKEN_CREATE} is not on PATH: {token_by_hand(pool, expiry)}")
         if expiry is None:
             raise PoolError(
                 f"the pool uses IDTOKENS: the instances' token is issued with {TOKEN_CREATE} when the annex "
@@ -127,8 +117,7 @@ def _read_bytes(path: str, what: str) -> bytes:
         if what == "the token file":  # the user named this file: say which and why, nothing more
             raise PoolError(f"cannot read the token file {path}: {why}") from None
         raise PoolError(
-            f"cannot read {what} {path}: {why}; "
-            "run as a user who can, or give an IDTOKEN with --token-file"
+            f"cannot read {what} {path}: {why}; run as a user who can, or give an IDTOKEN with --token-file"
         ) from None
     if not data.strip():
         raise PoolError(f"{what} {path} is empty")
@@ -161,13 +150,9 @@ def token_claims(token: bytes, path: str) -> tuple[str, tuple[str, ...] | None, 
         subject, issuer = str(claims["sub"]), claims.get("iss")
         expires = None if claims.get("exp") is None else float(claims["exp"])
     except (IndexError, KeyError, ValueError, TypeError, AttributeError):
-        raise PoolError(
-            f"{path} does not hold an HTCondor IDTOKEN; create one with condor_token_create"
-        ) from None
+        raise PoolError(f"{path} does not hold an HTCondor IDTOKEN; create one with condor_token_create") from None
     if expires is not None and expires <= time.time():
-        raise PoolError(
-            f"the token in {path} has expired; ask the pool administrator for a new one"
-        )
+        raise PoolError(f"the token in {path} has expired; ask the pool administrator for a new one")
     identity = subject if "@" in subject or not issuer else f"{subject}@{issuer}"
     if not IDENTITY.fullmatch(identity):
         raise PoolError(f"the token in {path} names an identity HTCondor's ALLOW lists cannot hold")
@@ -222,9 +207,7 @@ def check_annex_token(credential: Credential, expiry, *, now: float | None = Non
         )
 
 
-def issue_token(
-    pool: Pool, expiry, *, identity: str | None = None, now: float | None = None
-) -> Credential:
+def issue_token(pool: Pool, expiry, *, identity: str | None = None, now: float | None = None) -> Credential:
     """A token for this annex's instances from the pool's own condor_token_create: `identity` (default
     condor@<TRUST_DOMAIN, else the collector host>), READ, ADVERTISE_STARTD and ADVERTISE_MASTER, living
     until TOKEN_MARGIN after `expiry`. The token is read from its output and never shown; a failure says
@@ -257,13 +240,9 @@ def issue_token(
             timeout=TOKEN_CREATE_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
-        raise PoolError(
-            f"{TOKEN_CREATE} gave no answer within {TOKEN_CREATE_TIMEOUT} seconds; {by_hand}"
-        ) from None
+        raise PoolError(f"{TOKEN_CREATE} gave no answer within {TOKEN_CREATE_TIMEOUT} seconds; {by_hand}") from None
     except OSError as error:
-        raise PoolError(
-            f"cannot run {TOKEN_CREATE}: {error.strerror or error}; {by_hand}"
-        ) from None
+        raise PoolError(f"cannot run {TOKEN_CREATE}: {error.strerror or error}; {by_hand}") from None
     tokens = [line.strip() for line in out.stdout.splitlines() if line.strip()]
     if out.returncode != 0 or not tokens:
         said = _first_line(out.stderr, tokens) or (
@@ -305,9 +284,7 @@ def token_command(identity, lifetime) -> str:
 
 def token_by_hand(pool: Pool, expiry=None) -> str:
     """What a user without condor_token_create asks the pool administrator for."""
-    lifetime = (
-        token_lifetime(expiry) if expiry is not None else "<seconds until the annex's expiry + 900>"
-    )
+    lifetime = token_lifetime(expiry) if expiry is not None else "<seconds until the annex's expiry + 900>"
     return (
         f"ask the pool administrator to run `{token_command(default_token_identity(pool), lifetime)} > annex.token` "
         "and pass --token-file annex.token"
@@ -323,9 +300,7 @@ def _epoch(when) -> float:
     if isinstance(when, str):
         text = when.strip()
         try:
-            return _epoch(
-                datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" else text)
-            )
+            return _epoch(datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" else text))
         except (ValueError, IndexError):
             pass
     raise ConfigError("expiry", f"{when!r} is not a time")

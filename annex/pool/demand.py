@@ -28,9 +28,7 @@ from .queue import (
 def start_expression(owners: Iterable[str]) -> str:
     """The START an annex machine advertises (annex/condor.py's rule): only the named owners' jobs
     (case-sensitive), and none that opted out with MayUseAWS = False."""
-    chain = " || ".join(
-        f"TARGET.Owner =?= {_classad_string(name, 'owner')}" for name in _owner_names(owners)
-    )
+    chain = " || ".join(f"TARGET.Owner =?= {_classad_string(name, 'owner')}" for name in _owner_names(owners))
     return f"({chain}) && (TARGET.MayUseAWS =!= FALSE)"
 
 
@@ -72,9 +70,7 @@ class AnnexMachines:
         self._unlimited = [self._machine(f"any {a}", roomy, project_id, a) for a in arches]
         self._elsewhere = [self._machine(f"any {a}", roomy, f"not {project_id}", a) for a in arches]
 
-    def _machine(
-        self, name: str, size: tuple[int, int, int], annex: str, arch: str | None = None
-    ) -> classad2.ClassAd:
+    def _machine(self, name: str, size: tuple[int, int, int], annex: str, arch: str | None = None) -> classad2.ClassAd:
         """The ad of one instance of `size` (vCPUs, MiB, KiB of disk) in annex `annex`."""
         cpus, memory, disk = size
         ad = classad2.ClassAd(
@@ -106,11 +102,7 @@ class AnnexMachines:
 
     def matching_types(self, job: Job) -> tuple[str, ...]:
         """The allowed types whose machine and `job` match each other, smallest first."""
-        return tuple(
-            name
-            for name in smallest_first(self.sizes)
-            if self.machines[name].symmetricMatch(job.ad)
-        )
+        return tuple(name for name in smallest_first(self.sizes) if self.machines[name].symmetricMatch(job.ad))
 
     def would_match_if_big_enough(self, job: Job) -> bool:
         """Whether `job` matches the annex on everything but size (on an instance of any size)."""
@@ -128,17 +120,11 @@ class AnnexMachines:
 def check_sizes(instance_type_sizes: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
     """{instance type: (vCPUs, memory in MiB)}, each a positive whole number."""
     if not instance_type_sizes:
-        raise ConfigError(
-            "instance-types", "is empty; the annex needs at least one allowed instance type"
-        )
+        raise ConfigError("instance-types", "is empty; the annex needs at least one allowed instance type")
     sizes = {}
     for name, size in instance_type_sizes.items():
-        if len(size) != 2 or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size
-        ):
-            raise ConfigError(
-                "instance-types", f"{name}: size {size!r} is not (vCPUs, memory MiB), both positive"
-            )
+        if len(size) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size):
+            raise ConfigError("instance-types", f"{name}: size {size!r} is not (vCPUs, memory MiB), both positive")
         sizes[name] = (size[0], size[1])
     return sizes
 
@@ -224,11 +210,7 @@ def _slot(job: Job) -> tuple[int, int]:
 
 def _smallest_fit(want: JobWant, sizes: Mapping[str, tuple[int, int]]) -> str | None:
     cpus, memory = _slot(want.job)
-    fits = [
-        name
-        for name in want.types
-        if name in sizes and cpus <= sizes[name][0] and memory <= sizes[name][1]
-    ]
+    fits = [name for name in want.types if name in sizes and cpus <= sizes[name][0] and memory <= sizes[name][1]]
     return min(fits, key=lambda name: (sizes[name][0], sizes[name][1], name), default=None)
 
 

@@ -55,9 +55,7 @@ def validate_owners(owners) -> tuple[str, ...]:
         return default_owners()
     for name in names:
         if not isinstance(name, str) or not _OWNER.fullmatch(name):
-            raise ConfigError(
-                "owner", f"{name!r} is not a user name HTCondor's Owner can hold: {OWNER_RULE}"
-            )
+            raise ConfigError("owner", f"{name!r} is not a user name HTCondor's Owner can hold: {OWNER_RULE}")
     return names
 
 
@@ -84,9 +82,7 @@ def start_expression(owners) -> str:
     names = [o.strip() for o in owners if o and o.strip()]
     if not names:
         raise ConfigError("owner", "is empty; name whose jobs may run on the annex")
-    chain = " || ".join(
-        f"TARGET.Owner =?= {config_string(name, 'owner')}" for name in dict.fromkeys(names)
-    )
+    chain = " || ".join(f"TARGET.Owner =?= {config_string(name, 'owner')}" for name in dict.fromkeys(names))
     return f"({chain}) && (TARGET.MayUseAWS =!= FALSE)"
 
 
@@ -141,9 +137,7 @@ def security_lines(kind: str, identity: str | None) -> list[str]:
         principal = f"{identity}/*"
         where = [f"SEC_TOKEN_SYSTEM_DIRECTORY = {TOKEN_DIR}", f"SEC_TOKEN_DIRECTORY = {TOKEN_DIR}"]
     else:
-        raise PoolError(
-            f"unknown credential kind {kind!r}; the annex uses {PASSWORD} or {IDTOKENS}"
-        )
+        raise PoolError(f"unknown credential kind {kind!r}; the annex uses {PASSWORD} or {IDTOKENS}")
     return [
         "SEC_DEFAULT_AUTHENTICATION = REQUIRED",
         f"SEC_DEFAULT_AUTHENTICATION_METHODS = FS, {kind}",
@@ -209,5 +203,7 @@ def credential_object(credential: Credential) -> dict[str, bytes]:
 def bucket_objects(project_id: str, pool: Pool, credential: Credential, owners, idle_seconds: int,
                    expiry_iso: str) -> dict[str, bytes]:  # fmt: skip
     """Everything `create` puts in the bucket, in order: the credential, the expiry, the bundle (last)."""
-    objects = configuration_objects(project_id, pool, credential.kind, credential.identity, owners, idle_seconds, expiry_iso)
+    objects = configuration_objects(
+        project_id, pool, credential.kind, credential.identity, owners, idle_seconds, expiry_iso
+    )
     return credential_object(credential) | objects

@@ -95,12 +95,15 @@ def plan_credential(pool: Pool, token_file: str | None, expiry) -> PlannedCreden
         credential = read_credential(pool, token_file, expiry=None if token_file is None else expiry)
         if credential is None:
             check_pool(pool, None)  # says which credential is missing
+            raise AssertionError("check_pool raises for a missing credential")
         return PlannedCredential(credential.kind, credential.source, credential.identity, credential)
     if shutil.which(TOKEN_CREATE) is None:
         raise PoolError(f"the pool uses IDTOKENS and {TOKEN_CREATE} is not on PATH: {token_by_hand(pool, expiry)}")
     identity = default_token_identity(pool)
     if not IDENTITY.fullmatch(identity):
-        raise PoolError(f"{identity!r} is no identity HTCondor's ALLOW lists can hold; set TRUST_DOMAIN in the pool's configuration")
+        raise PoolError(
+            f"{identity!r} is no identity HTCondor's ALLOW lists can hold; set TRUST_DOMAIN in the pool's configuration"
+        )
     return PlannedCredential(IDTOKENS, f"a token {TOKEN_CREATE} issues for this annex", identity)
 
 
@@ -115,5 +118,7 @@ def check_planned(pool: Pool, planned: PlannedCredential) -> None:
     if planned.credential is not None:
         check_pool(pool, planned.credential)
         return
-    placeholder = Credential(planned.kind, b"", planned.source, planned.identity, TOKEN_ALLOWED, time.time() + TOKEN_SLACK)
+    placeholder = Credential(
+        planned.kind, b"", planned.source, planned.identity, TOKEN_ALLOWED, time.time() + TOKEN_SLACK
+    )
     check_pool(pool, placeholder)

@@ -145,9 +145,7 @@ class Job:
     @classmethod
     def from_ad(cls, ad: classad2.ClassAd, where: str) -> Job:
         """The job `ad` holds; `where` names it in errors ("queue.json, ad 3")."""
-        cluster, proc, status = (
-            _integer(ad, name, where) for name in ("ClusterId", "ProcId", "JobStatus")
-        )
+        cluster, proc, status = (_integer(ad, name, where) for name in ("ClusterId", "ProcId", "JobStatus"))
         ad.setdefault("RequestCpus", DEFAULT_REQUEST_CPUS)
         ad.setdefault("RequestMemory", DEFAULT_REQUEST_MEMORY_MB)
         owner = ad.get("Owner")
@@ -275,9 +273,7 @@ def _classad(raw: str, source: str, number: int) -> classad2.ClassAd:
     try:
         return classad2.parseOne(raw, classad2.ParserType.JSON)
     except (ValueError, classad2.ClassAdException) as error:
-        raise PoolError(
-            f"{source} is not condor_q -json output: ad {number} is not a ClassAd ({error})"
-        ) from None
+        raise PoolError(f"{source} is not condor_q -json output: ad {number} is not a ClassAd ({error})") from None
 
 
 # --- the local schedd -----------------------------------------------------------------------------
@@ -305,9 +301,7 @@ def read_schedd(
 
 def schedd_constraint(owners: Iterable[str], constraint: str | None) -> str:
     """The schedd query: only the owners' jobs, and `constraint` (a ClassAd expression) if given."""
-    chain = " || ".join(
-        f"Owner == {_classad_string(name, 'owner')}" for name in _owner_names(owners)
-    )
+    chain = " || ".join(f"Owner == {_classad_string(name, 'owner')}" for name in _owner_names(owners))
     if not constraint:
         return f"({chain})"
     try:
@@ -317,9 +311,7 @@ def schedd_constraint(owners: Iterable[str], constraint: str | None) -> str:
     return f"({chain}) && ({constraint})"
 
 
-def run_bindings(
-    argv: Sequence[str], env: Mapping[str, str], timeout: float
-) -> subprocess.CompletedProcess:
+def run_bindings(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess:
     """Run a bindings script; a timeout becomes a failed process saying so."""
     try:
         return subprocess.run(
@@ -331,20 +323,14 @@ def run_bindings(
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(
-            list(argv), 1, "", f"{_ERROR_MARK}no answer within {timeout:g} seconds"
-        )
+        return subprocess.CompletedProcess(list(argv), 1, "", f"{_ERROR_MARK}no answer within {timeout:g} seconds")
 
 
 def _config_file(condor_config: str) -> str:
     if not condor_config:
-        raise PoolError(
-            "no HTCondor configuration: set CONDOR_CONFIG to your pool's condor_config file"
-        )
+        raise PoolError("no HTCondor configuration: set CONDOR_CONFIG to your pool's condor_config file")
     if condor_config != "ONLY_ENV" and not Path(condor_config).is_file():
-        raise PoolError(
-            f"CONDOR_CONFIG {condor_config} is not a file; point it at your pool's condor_config"
-        )
+        raise PoolError(f"CONDOR_CONFIG {condor_config} is not a file; point it at your pool's condor_config")
     return condor_config
 
 

@@ -26,9 +26,7 @@ def prepare_account(region: str | None = None, references=REFERENCES, subnets: i
     zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
     subnet_ids = []
     for i in range(subnets):
-        subnet = ec2.create_subnet(
-            VpcId=vpc, CidrBlock=f"10.42.{i * 16}.0/20", AvailabilityZone=zones[i % len(zones)]
-        )
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i * 16}.0/20", AvailabilityZone=zones[i % len(zones)])
         subnet_ids.append(subnet["Subnet"]["SubnetId"])
     ec2.create_tags(Resources=subnet_ids, Tags=[{"Key": "Name", "Value": SETUP_NAME}])
     image = linux_image(ec2)

@@ -36,9 +36,7 @@ def start_moto_server(extra_env: dict | None = None, log=None) -> tuple[subproce
     path = os.pathsep.join(p for p in (str(TREE), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, **(extra_env or {}), "MOTO_PORT": str(port), "PYTHONPATH": path}
     argv = [sys.executable, "-m", "annex.standin.patches", "-H", "127.0.0.1", "-p", str(port)]
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=log or subprocess.DEVNULL
-    )
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log or subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -47,9 +45,7 @@ def start_moto_server(extra_env: dict | None = None, log=None) -> tuple[subproce
             return proc, url
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"moto_server exited with {proc.returncode} before answering"
-                ) from None
+                raise RuntimeError(f"moto_server exited with {proc.returncode} before answering") from None
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("moto_server did not start within 30 s")
@@ -65,9 +61,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 def reset_moto(url: str) -> None:
     """Forget every resource: a clean account on the same server."""
-    urllib.request.urlopen(
-        urllib.request.Request(url + "/moto-api/reset", method="POST"), timeout=30
-    ).read()
+    urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"), timeout=30).read()
 
 
 @contextlib.contextmanager

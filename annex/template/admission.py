@@ -21,6 +21,14 @@ class Admission(AWSObject):
 
 def add_admission(t: Template, p) -> Admission:
     admission = Admission(i.ADMISSION_RESOURCE, ServiceToken=ImportValue(i.EXPORT_PREFIX + i.EXPORT_ADMISSION_ARN))
-    for name in (i.PROJECT_ID, i.EXPIRY, i.INSTANCES, i.SIZING, i.ON_DEMAND_BASE, i.ON_DEMAND_PERCENT, i.SPOT_MAX_PRICE):
+    for name in (
+        i.PROJECT_ID,
+        i.EXPIRY,
+        i.INSTANCES,
+        i.SIZING,
+        i.ON_DEMAND_BASE,
+        i.ON_DEMAND_PERCENT,
+        i.SPOT_MAX_PRICE,
+    ):
         admission.properties[name] = Ref(p[name])
     return t.add_resource(admission)

@@ -6,8 +6,7 @@ an annex made again under the same name gets a new bucket.
 
 from __future__ import annotations
 
-from troposphere import AWS_STACK_ID, GetAtt, Ref, Select, Split, Sub, Template
-from troposphere import s3
+from troposphere import AWS_STACK_ID, GetAtt, Ref, Select, Split, Sub, Template, s3
 
 from .. import interface as i
 from ..names import LEAVING_PREFIX
@@ -45,10 +44,14 @@ def add_bucket(t: Template, permission, function) -> s3.Bucket:
                     )
                 ]
             ),
-            OwnershipControls=s3.OwnershipControls(Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]),
+            OwnershipControls=s3.OwnershipControls(
+                Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
+            ),
             NotificationConfiguration=s3.NotificationConfiguration(
                 LambdaConfigurations=[
-                    s3.LambdaConfigurations(Event="s3:ObjectCreated:*", Function=GetAtt(function, "Arn"), Filter=leaving)
+                    s3.LambdaConfigurations(
+                        Event="s3:ObjectCreated:*", Function=GetAtt(function, "Arn"), Filter=leaving
+                    )
                 ]
             ),
             Metadata=BUCKET_SKIPS,

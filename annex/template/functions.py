@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from troposphere import AWS_ACCOUNT_ID, AWS_REGION, AWS_STACK_NAME, GetAtt, Ref, Sub, Template
-from troposphere import awslambda, events, logs
+from troposphere import AWS_ACCOUNT_ID, AWS_REGION, AWS_STACK_NAME, GetAtt, Ref, Sub, Template, awslambda, events, logs
 
 from ..names import LAMBDA_RUNTIME, LEASE_SUFFIX
 from .render import checkov_skips, function_code
@@ -63,13 +62,17 @@ def add_lease_function(t: Template, role_arn) -> awslambda.Function:
             CKV_AWS_173="its environment holds only the stack name and region",
         ),
         log_title="LeaseLogGroup",
-        Environment=awslambda.Environment(Variables={"ANNEX_STACK": Ref(AWS_STACK_NAME), "ANNEX_REGION": Ref(AWS_REGION)}),
+        Environment=awslambda.Environment(
+            Variables={"ANNEX_STACK": Ref(AWS_STACK_NAME), "ANNEX_REGION": Ref(AWS_REGION)}
+        ),
     )
 
 
 def add_lease_schedule(t: Template, expiry_cron, function) -> None:
     """One rule, fired at the expiry's minute (a cron with its year fires once)."""
-    target = events.Target(Id="lease", Arn=GetAtt(function, "Arn"), Input=Sub(json.dumps({"stack": "${AWS::StackName}"})))
+    target = events.Target(
+        Id="lease", Arn=GetAtt(function, "Arn"), Input=Sub(json.dumps({"stack": "${AWS::StackName}"}))
+    )
     rule = t.add_resource(
         events.Rule(
             "LeaseRule",

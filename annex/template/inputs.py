@@ -93,7 +93,11 @@ def add_reference_parameters(t: Template, references: int) -> list[tuple]:
     """[(AMI, [instance type])]: the parameters of a hand-made account's references HTCondorAnnex-1..N."""
     found = []
     for n in range(1, references + 1):
-        image = t.add_parameter(Parameter(i.image_id(n), Type="AWS::EC2::Image::Id", Description=f"AMI of HTCondorAnnex-{n}"))
-        kind = t.add_parameter(Parameter(i.instance_type(n), Type="String", Description=f"Instance type of HTCondorAnnex-{n}"))
+        image = t.add_parameter(
+            Parameter(i.image_id(n), Type="AWS::EC2::Image::Id", Description=f"AMI of HTCondorAnnex-{n}")
+        )
+        kind = t.add_parameter(
+            Parameter(i.instance_type(n), Type="String", Description=f"Instance type of HTCondorAnnex-{n}")
+        )
         found.append((Ref(image), [Ref(kind)]))
     return found

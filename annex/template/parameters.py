@@ -85,9 +85,7 @@ class _Kind:
         self.known = True
         inner = type_name
         if type_name.startswith("AWS::SSM::Parameter::Value<") and type_name.endswith(">"):
-            self.format = AWS_TYPES[
-                "AWS::SSM::Parameter::Name"
-            ]  # the value is the key, not what it holds
+            self.format = AWS_TYPES["AWS::SSM::Parameter::Name"]  # the value is the key, not what it holds
             return
         if type_name in ("CommaDelimitedList", "List<Number>"):
             self.is_list = True
@@ -124,9 +122,7 @@ def as_text(value) -> str | None:
     return str(value)
 
 
-def resolve(
-    template: Mapping, values: Mapping[str, str], previous: Mapping[str, str] | None = None
-):
+def resolve(template: Mapping, values: Mapping[str, str], previous: Mapping[str, str] | None = None):
     """{name: (value, source)} for every declared parameter that has a value; source is "given",
     "previous" or "default". Values that are not strings are turned into strings, as a stack call does."""
     declared = template.get("Parameters") or {}
@@ -140,8 +136,8 @@ def resolve(
             )
         elif name in previous:
             resolved[name] = (str(previous[name]), "previous")
-        elif isinstance(spec, Mapping) and as_text(spec.get("Default")) is not None:
-            resolved[name] = (as_text(spec["Default"]), "default")
+        elif isinstance(spec, Mapping) and (default := as_text(spec.get("Default"))) is not None:
+            resolved[name] = (default, "default")
     return resolved
 
 
@@ -170,9 +166,7 @@ def check_parameters(
     for name, spec in declared.items():
         if name in resolved:
             value, source = resolved[name]
-            problems.extend(
-                check_value(name, spec if isinstance(spec, Mapping) else {}, value, source)
-            )
+            problems.extend(check_value(name, spec if isinstance(spec, Mapping) else {}, value, source))
     return problems
 
 
@@ -198,9 +192,7 @@ def check_value(name: str, spec: Mapping, value: str, source: str = "given") -> 
         return _check_one(label, spec, kind, value, show, string_lengths=(type_name == "String"))
     items = members(value)
     if kind.format and value.strip() == "":
-        return [
-            f"{name} = {show(value)}{origin} is empty; Type {type_name} needs at least one value"
-        ]
+        return [f"{name} = {show(value)}{origin} is empty; Type {type_name} needs at least one value"]
     for index, item in enumerate(items, start=1):
         label = (
             f"{name} item {index} = {show(item, kind.number)}{origin}"
@@ -211,9 +203,7 @@ def check_value(name: str, spec: Mapping, value: str, source: str = "given") -> 
     return problems
 
 
-def _check_one(
-    label: str, spec: Mapping, kind: _Kind, value: str, show, string_lengths: bool
-) -> list[str]:
+def _check_one(label: str, spec: Mapping, kind: _Kind, value: str, show, string_lengths: bool) -> list[str]:
     """Problems with one scalar value (a String/Number/AWS value, or one member of a list)."""
     problems = []
     if kind.number:
@@ -244,34 +234,26 @@ def _check_one(
             if spec.get(bound) is None:
                 continue
             try:
-                limit = int(as_text(spec[bound]))
+                length_limit = int(as_text(spec[bound]) or "")
             except ValueError:
-                problems.append(
-                    f"{label}: the template's {bound} {spec[bound]!r} is not an integer"
-                )
+                problems.append(f"{label}: the template's {bound} {spec[bound]!r} is not an integer")
                 continue
-            if compare(length, limit):
-                problems.append(f"{label} has {length} characters, {words} {limit} ({bound})")
+            if compare(length, length_limit):
+                problems.append(f"{label} has {length} characters, {words} {length_limit} ({bound})")
     pattern_text = spec.get("AllowedPattern")
     if pattern_text is not None:
         try:
             matched = re.fullmatch(str(pattern_text), value, re.ASCII) is not None
         except re.error as exc:
-            problems.append(
-                f"{label}: AllowedPattern {pattern_text!r} cannot be checked here ({exc})"
-            )
+            problems.append(f"{label}: AllowedPattern {pattern_text!r} cannot be checked here ({exc})")
         else:
             if not matched:
                 why = spec.get("ConstraintDescription")
-                problems.append(
-                    f"{label} does not match {pattern_text} (AllowedPattern{': ' + why if why else ''})"
-                )
+                problems.append(f"{label} does not match {pattern_text} (AllowedPattern{': ' + why if why else ''})")
     allowed = spec.get("AllowedValues")
     if allowed is not None:
-        choices = [
-            as_text(choice)
-            for choice in (allowed if isinstance(allowed, (list, tuple)) else [allowed])
-        ]
+        listed = allowed if isinstance(allowed, (list, tuple)) else [allowed]
+        choices = [text for text in map(as_text, listed) if text is not None]
         if value not in choices:
             problems.append(f"{label} is not one of {', '.join(choices)} (AllowedValues)")
     return problems

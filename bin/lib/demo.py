@@ -30,19 +30,28 @@ def run(*args: str, env: dict | None = None) -> None:
 def point_at(url: str, work: Path) -> None:
     """boto3 (here and in the CLI's processes) reaches the local stand-in through the standard variables only."""
     os.environ.update(
-        AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=str(work / "aws-config"), AWS_SHARED_CREDENTIALS_FILE=str(work / "aws-credentials"),
-        XDG_CACHE_HOME=str(work / "cache"), COLUMNS=os.environ.get("COLUMNS", "120"),
+        AWS_ENDPOINT_URL=url,
+        AWS_ACCESS_KEY_ID="demo",
+        AWS_SECRET_ACCESS_KEY="demo",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(work / "aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(work / "aws-credentials"),
+        XDG_CACHE_HOME=str(work / "cache"),
+        COLUMNS=os.environ.get("COLUMNS", "120"),
     )
     os.environ.pop("AWS_PROFILE", None)
 
 
 def lifecycle(work: Path) -> str:
     account = prepare_account()
-    print(f"demo: prepared the account as the seed's Quick Start does by hand: key pair, VPC {account['vpc']}, "
-          f"subnets {', '.join(account['subnets'])}, launch templates HTCondorAnnex-1..3 with spot prices.")
+    print(
+        f"demo: prepared the account as the seed's Quick Start does by hand: key pair, VPC {account['vpc']}, "
+        f"subnets {', '.join(account['subnets'])}, launch templates HTCondorAnnex-1..3 with spot prices."
+    )
     os.environ["CONDOR_CONFIG"] = str(write_pool(work / "condor"))
-    print(f"demo: a personal-condor pool configuration with a pool password: CONDOR_CONFIG={os.environ['CONDOR_CONFIG']}")
+    print(
+        f"demo: a personal-condor pool configuration with a pool password: CONDOR_CONFIG={os.environ['CONDOR_CONFIG']}"
+    )
     expiry = (datetime.now() + timedelta(days=2)).strftime("%Y-%m-%d 23:59")
     later = (datetime.now() + timedelta(days=3)).strftime("%Y-%m-%d 23:59")
     run("condor_annex", "--project-id", PROJECT, "--expiry", expiry, "--instances", "16", "--yes")
@@ -60,8 +69,12 @@ def seed_prices(usd_per_hour: dict) -> None:
     from annex.money.prices import read_cache, write_cache
 
     now = time.time()
-    write_cache(read_cache() | {f"us-east-1/{kind}": {"usd": usd, "fetched": now} for kind, usd in usd_per_hour.items()})
-    print(f"demo: (the stand-in has no Price List API: on-demand prices {usd_per_hour} USD/h are put in the price cache)")
+    write_cache(
+        read_cache() | {f"us-east-1/{kind}": {"usd": usd, "fetched": now} for kind, usd in usd_per_hour.items()}
+    )
+    print(
+        f"demo: (the stand-in has no Price List API: on-demand prices {usd_per_hour} USD/h are put in the price cache)"
+    )
 
 
 def administrators_way(work: Path, vpc: str) -> None:
@@ -74,18 +87,44 @@ def administrators_way(work: Path, vpc: str) -> None:
         ec2.delete_launch_template(LaunchTemplateId=template["LaunchTemplateId"])
     print("demo: the administrator removed the hand-made launch templates; the set-up makes its own.")
     seed_prices({"m5.large": 0.096, "c5.large": 0.085})
-    run("condor_annex", "setup", "--vpc-id", vpc, "--ami", image, "--instance-types", "m5.large,c5.large", "--spot-price", "0.05",
-        "--max-instances", "32", "--max-lease-hours", "72", "--yes")
+    run(
+        "condor_annex",
+        "setup",
+        "--vpc-id",
+        vpc,
+        "--ami",
+        image,
+        "--instance-types",
+        "m5.large,c5.large",
+        "--spot-price",
+        "0.05",
+        "--max-instances",
+        "32",
+        "--max-lease-hours",
+        "72",
+        "--yes",
+    )
     iam = aws_client("iam")
     if "HTCondorAnnexUsers" not in {g["GroupName"] for g in iam.list_groups()["Groups"]}:
-        print("demo: (moto does not create IAM groups from templates: the demo makes HTCondorAnnexUsers as the stack would)")
+        print(
+            "demo: (moto does not create IAM groups from templates: the demo makes HTCondorAnnexUsers as the stack would)"
+        )
         iam.create_group(GroupName="HTCondorAnnexUsers")
-        arn = next(o["OutputValue"] for o in aws_client("cloudformation").describe_stacks(StackName="htcondor-annex-setup")["Stacks"][0]["Outputs"]
-                   if o["OutputKey"] == "UserPolicyArn")
+        arn = next(
+            o["OutputValue"]
+            for o in aws_client("cloudformation").describe_stacks(StackName="htcondor-annex-setup")["Stacks"][0][
+                "Outputs"
+            ]
+            if o["OutputKey"] == "UserPolicyArn"
+        )
         iam.attach_group_policy(GroupName="HTCondorAnnexUsers", PolicyArn=arn)
     profile = work / "needsmoore.htcondor-annex"
     run("condor_annex", "setup", "add-user", "needsmoore", "--project-id", PROJECT, "--file", str(profile), "--yes")
-    doctor = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    doctor = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
     doctor["AWS_CONFIG_FILE"] = str(profile)
     run("condor_annex", "create", "--duration", "2d", "--instances", "4", "--yes", env=doctor)
     run("condor_annex", "status", env=doctor)

@@ -76,5 +76,3 @@ def apply() -> None:
     patch_custom_resources()
     patch_stack_operations()
     patch_termination_protection()
-
-

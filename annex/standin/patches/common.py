@@ -7,7 +7,9 @@ import threading
 
 RUNTIME = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lambda_runtime.py")
 # This server, as the functions it runs reach it (serve() sets it from its own -H and -p).
-ENDPOINT = ["http://127.0.0.1:" + (os.environ.get("MOTO_PORT") or "5000")]  # [url]: set by serve() once it knows its port
+ENDPOINT = [
+    "http://127.0.0.1:" + (os.environ.get("MOTO_PORT") or "5000")
+]  # [url]: set by serve() once it knows its port
 INIT_LIMIT = 10.0  # seconds Lambda gives a function's module to load, apart from its Timeout
 ANSWER_GRACE = 2.0  # seconds to wait for a custom resource's answer once its function has ended
 SERVICE_TIMEOUT = 3600  # CloudFormation's default wait for a custom resource's answer

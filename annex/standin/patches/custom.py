@@ -33,9 +33,7 @@ class CustomResourceFailed(BaseException):
         self.properties = properties
         self.reason = reason  # CloudFormation's status reason for the resource
         self.physical_id = physical_id
-        self.answered = (
-            answered  # the function answered (FAILED, or something CloudFormation refuses)
-        )
+        self.answered = answered  # the function answered (FAILED, or something CloudFormation refuses)
 
 
 @dataclass
@@ -91,9 +89,7 @@ def send(
     def failure(reason, answer=None):
         physical = (answer or {}).get("PhysicalResourceId") or physical_id
         resource = (logical_id, resource_type)
-        return CustomResourceFailed(
-            request_type, resource, properties, reason, physical, answer is not None
-        )
+        return CustomResourceFailed(request_type, resource, properties, reason, physical, answer is not None)
 
     token = properties.get("ServiceToken") or ""
     try:
@@ -164,28 +160,18 @@ def send(
     return answer
 
 
-def requested(
-    stack, request_type, resource, properties, physical_id=None, old_properties=None
-) -> dict:
+def requested(stack, request_type, resource, properties, physical_id=None, old_properties=None) -> dict:
     """`send`, with the resource's events before and after, as CloudFormation records them."""
     logical_id, resource_type = resource
     verb = {"Create": "CREATE", "Update": "UPDATE", "Delete": "DELETE"}[request_type]
     shown = properties if request_type != "Delete" else None
-    resource_event(
-        stack, logical_id, resource_type, f"{verb}_IN_PROGRESS", physical_id, properties=shown
-    )
+    resource_event(stack, logical_id, resource_type, f"{verb}_IN_PROGRESS", physical_id, properties=shown)
     try:
-        answer = send(
-            stack, request_type, logical_id, resource_type, properties, physical_id, old_properties
-        )
+        answer = send(stack, request_type, logical_id, resource_type, properties, physical_id, old_properties)
     except CustomResourceFailed as failure:
-        resource_event(
-            stack, logical_id, resource_type, f"{verb}_FAILED", failure.physical_id, failure.reason
-        )
+        resource_event(stack, logical_id, resource_type, f"{verb}_FAILED", failure.physical_id, failure.reason)
         raise
-    resource_event(
-        stack, logical_id, resource_type, f"{verb}_COMPLETE", answer["PhysicalResourceId"]
-    )
+    resource_event(stack, logical_id, resource_type, f"{verb}_COMPLETE", answer["PhysicalResourceId"])
     return answer
 
 
@@ -197,9 +183,7 @@ def patch_custom_resources() -> None:
     model = custom_model.CustomModel
 
     @classmethod
-    def create_from_cloudformation_json(
-        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
-    ):
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
         logical_id, resource_type = kwargs["LogicalId"], kwargs["ResourceType"]
         properties = cloudformation_json["Properties"]
         stack = stack_of(account_id, region_name, kwargs["StackId"])
@@ -239,9 +223,7 @@ def patch_custom_resources() -> None:
         except CustomResourceFailed:
             resource.properties = properties  # a rollback sends these as OldResourceProperties
             raise
-        if (
-            answer["PhysicalResourceId"] != old_physical
-        ):  # a replacement: the old one is deleted afterwards
+        if answer["PhysicalResourceId"] != old_physical:  # a replacement: the old one is deleted afterwards
             stack._standin_replaced.append(
                 (resource.logical_id, resource.resource_type, old_physical, resource.properties)
             )
@@ -265,8 +247,7 @@ def patch_custom_resources() -> None:
         customs = [
             (name, resource)
             for name, resource in self._parsed_resources.items()
-            if isinstance(resource, model)
-            and self._resource_json_map.get(name, {}).get("DeletionPolicy") != "Retain"
+            if isinstance(resource, model) and self._resource_json_map.get(name, {}).get("DeletionPolicy") != "Retain"
         ]
         for name, resource in reversed(customs):
             resource.delete(self._account_id, self._region_name)
@@ -295,5 +276,3 @@ def delete_failed_create(stack, failure: CustomResourceFailed) -> None:
             failure.properties,
             failure.physical_id or failure.logical_id,
         )
-
-

@@ -54,9 +54,7 @@ def function_env(fn, task: str, stream: str) -> dict:
         AWS_REGION=fn.region,
         AWS_DEFAULT_REGION=fn.region,
         AWS_LAMBDA_FUNCTION_NAME=fn.function_name,
-        AWS_LAMBDA_FUNCTION_VERSION=str(
-            fn.version if fn.version not in (None, 1, "1") else "$LATEST"
-        ),
+        AWS_LAMBDA_FUNCTION_VERSION=str(fn.version if fn.version not in (None, 1, "1") else "$LATEST"),
         AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(fn.memory_size),
         AWS_LAMBDA_LOG_GROUP_NAME=fn.logs_group_name,
         AWS_LAMBDA_LOG_STREAM_NAME=stream,
@@ -107,9 +105,7 @@ def execute(fn, body, request_id: str | None = None) -> Outcome:
             result = json.load(f)
     elapsed = (time.monotonic() - started) * 1000
     if result is None and code is None:
-        message = (
-            f"{request_id} Task timed out after {timeout:.2f} seconds (module loading included)"
-        )
+        message = f"{request_id} Task timed out after {timeout:.2f} seconds (module loading included)"
         result = {"error": {"errorMessage": message, "errorType": "Sandbox.Timedout"}}
     elif result is None:
         message = f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}"
@@ -174,14 +170,10 @@ def patch_lambda() -> None:
         properties = dict(cloudformation_json["Properties"])
         code = dict(properties.get("Code") or {})
         if "ZipFile" in code:
-            code["ZipFile"] = base64.b64encode(
-                cls._create_zipfile_from_plaintext_code(code["ZipFile"])
-            )
+            code["ZipFile"] = base64.b64encode(cls._create_zipfile_from_plaintext_code(code["ZipFile"]))
             properties["Code"] = code
         json_ = {**cloudformation_json, "Properties": properties}
         return cfn_update(cls, original_resource, new_resource_name, json_, account_id, region_name)
 
     lambda_models.LambdaFunction.invoke = function_invoke
     lambda_models.LambdaFunction.update_from_cloudformation_json = update_from_cloudformation_json
-
-

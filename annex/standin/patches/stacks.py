@@ -26,7 +26,9 @@ def patch_termination_protection() -> None:
         name = self._get_param("StackName")
         stack = backend.stacks.get(name) or next((s for s in backend.stacks.values() if s.name == name), None)
         if stack is not None and stack.enable_termination_protection:
-            raise cfn.ValidationError(stack.stack_id, message=f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled")
+            raise cfn.ValidationError(
+                stack.stack_id, message=f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled"
+            )
         return delete_request(self)
 
     def update_termination_protection(self):
@@ -48,18 +50,12 @@ def patch_termination_protection() -> None:
 def patch_iam() -> None:
     permitted = ac.IAMPolicyStatement.is_action_permitted
 
-    def is_action_permitted(
-        self, action, resource="*", principal=None, incoming_condition_values=None
-    ):
+    def is_action_permitted(self, action, resource="*", principal=None, incoming_condition_values=None):
         result = permitted(self, action, resource, principal, incoming_condition_values)
         condition = self._statement.get("Condition") or {}
         keys = {k for pairs in condition.values() for k in pairs}
         absent = keys - set(incoming_condition_values or {})
-        if (
-            result is ac.PermissionResult.DENIED
-            and self._statement.get("Effect") == "Deny"
-            and absent
-        ):
+        if result is ac.PermissionResult.DENIED and self._statement.get("Effect") == "Deny" and absent:
             return ac.PermissionResult.NEUTRAL
         return result
 
@@ -89,18 +85,10 @@ def roll_back_create(backend, stack, failure: CustomResourceFailed, mode: str) -
         stack.resource_map.delete()
     except (CustomResourceFailed, Exception) as problem:
         logical = getattr(problem, "logical_id", None)
-        why = (
-            f"The following resource(s) failed to delete: [{logical}]. "
-            if logical
-            else str(problem)
-        )
+        why = f"The following resource(s) failed to delete: [{logical}]. " if logical else str(problem)
         stack_event(stack, "DELETE_FAILED" if deleting else "ROLLBACK_FAILED", why)
         return
-    for name in [
-        name
-        for name, export in backend.exports.items()
-        if export.exporting_stack_id == stack.stack_id
-    ]:
+    for name in [name for name, export in backend.exports.items() if export.exporting_stack_id == stack.stack_id]:
         backend.exports.pop(name, None)
     if deleting:
         stack_event(stack, "DELETE_COMPLETE")
@@ -133,9 +121,7 @@ def patch_stack_operations() -> None:
             return create_stack(self, name, *args, **kwargs)
         except CustomResourceFailed as failure:
             stack = next(s for s in self.stacks.values() if s.name == name)
-            roll_back_create(
-                self, stack, failure, getattr(REQUEST, "on_failure", None) or "ROLLBACK"
-            )
+            roll_back_create(self, stack, failure, getattr(REQUEST, "on_failure", None) or "ROLLBACK")
             return stack
 
     def stack_create_resources(self):
@@ -166,12 +152,8 @@ def patch_stack_operations() -> None:
             if self._standin_replaced:
                 stack_event(self, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
                 for logical_id, resource_type, physical_id, properties in self._standin_replaced:
-                    with contextlib.suppress(
-                        CustomResourceFailed
-                    ):  # CloudFormation only records it
-                        requested(
-                            self, "Delete", (logical_id, resource_type), properties, physical_id
-                        )
+                    with contextlib.suppress(CustomResourceFailed):  # CloudFormation only records it
+                        requested(self, "Delete", (logical_id, resource_type), properties, physical_id)
                 self._standin_replaced = []
             stack_event(self, "UPDATE_COMPLETE")
             self.role_arn = role_arn
@@ -193,11 +175,7 @@ def patch_stack_operations() -> None:
             self.resource_map.update(self.template_dict, before["parameters"])
         except (CustomResourceFailed, Exception) as problem:
             logical = getattr(problem, "logical_id", None)
-            why = (
-                f"The following resource(s) failed to update: [{logical}]. "
-                if logical
-                else str(problem)
-            )
+            why = f"The following resource(s) failed to update: [{logical}]. " if logical else str(problem)
             self.output_map = self._create_output_map()
             stack_event(self, "UPDATE_ROLLBACK_FAILED", why)
             return
@@ -226,9 +204,7 @@ def patch_stack_operations() -> None:
                 stack_event(stack, "DELETE_FAILED", why)
                 return
             except Exception:
-                self.stacks.pop(
-                    stack.stack_id, None
-                )  # as moto leaves a stack its deletion broke off
+                self.stacks.pop(stack.stack_id, None)  # as moto leaves a stack its deletion broke off
                 raise
             stack_event(stack, "DELETE_COMPLETE")
             self.stacks.pop(stack.stack_id, None)

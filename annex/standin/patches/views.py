@@ -73,9 +73,7 @@ def stack_event(stack, status: str, reason: str | None = None) -> None:
         stack.status_reason = reason
 
 
-def resource_event(
-    stack, logical_id, resource_type, status, physical_id="", reason=None, properties=None
-) -> None:
+def resource_event(stack, logical_id, resource_type, status, physical_id="", reason=None, properties=None) -> None:
     event = cfn.Event(
         stack_id=stack.stack_id,
         stack_name=stack.name,
@@ -88,5 +86,3 @@ def resource_event(
     )
     event.sendToSns(stack.account_id, stack.region_name, stack.notification_arns)
     stack.events.append(event)
-
-
