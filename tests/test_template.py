@@ -331,3 +331,15 @@ def test_golden_templates_are_in_sync():
     assert sorted(p.name for p in (ROOT / "templates").glob("*.yaml")) == [
         "annex-1.yaml", "annex-8.yaml", "published.yaml", "setup.yaml"
     ]  # fmt: skip
+
+
+ROOM_TO_GROW = 45_000  # bytes; CloudFormation takes 51,200 in a TemplateBody (the published one goes by URL)
+
+
+@pytest.mark.parametrize("variant", [*range(1, 9), "published"])
+def test_every_rendered_template_leaves_room_to_grow(variant):
+    """What is sent to CloudFormation (compact JSON) stays well under its limit: the bootstrap ships in the
+    bucket, so the templates need not squeeze anything."""
+    built = inline_template(variant) if variant != "published" else published_template(SETTINGS.published())
+    size = len(compact(built).encode())
+    assert size < ROOM_TO_GROW, f"{variant}: {size:,} bytes"
