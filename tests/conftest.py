@@ -10,6 +10,7 @@ quick tier.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,22 @@ AWS_FIXTURES = {"moto_server", "aws_env", "module_account"}  # module_account: t
 
 
 
+# What makes a test module more than a unit: it starts a process (a CLI, a shell script, an analyzer) or a
+# server, or runs an analyzer in-process. Read from each module's own text.
+NOT_UNIT = re.compile(r"subprocess|Popen|cli_process|instance_env|faketime|moto_server|shellcheck|lint_template|cfnlint|"
+                      r"analyzers|mock_aws|standin\.server")
+
+
 def pytest_collection_modifyitems(config, items):
+    spawns: dict[str, bool] = {}
     for item in items:
         if AWS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.aws)
+        path = str(item.path)
+        if path not in spawns:
+            spawns[path] = bool(NOT_UNIT.search(Path(path).read_text()))
+        if not spawns[path] and not item.get_closest_marker("aws") and not item.get_closest_marker("lint"):
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(autouse=True)
