@@ -429,6 +429,9 @@ for key in ("annex/condor_config", "annex/annex-lease", "annex/annex-shutdown", 
     attack(f"put-{key.split('/')[-1] if 'leaving' not in key else 'leaving'}-in-b", "user A", f"s3:PutObject {key} into B's bucket",
            lambda w, key=key: w.user(A, "s3:PutObject", w.obj(B, key), bucket=w.annex(B)["bucket"]), I,
            "B's bucket policy admits only B and B's instances; users hold no S3 permissions")
+attack("put-leaving-in-own", "user A", "s3:PutObject annex/leaving/<any id> into her own bucket (each object runs the lease function: a loop spends the account's Lambda concurrency)",
+       lambda w: w.user(A, "s3:PutObject", w.obj(A, "annex/leaving/i-0123456789abcdef0"), bucket=w.annex(A)["bucket"]), X,
+       "A's bucket policy OnlyInstancesLeave")
 attack("read-b-pool-password", "user A", "s3:GetObject annex/pool_password from B's bucket",
        lambda w: w.user(A, "s3:GetObject", w.obj(B, "annex/pool_password"), bucket=w.annex(B)["bucket"]), I, "B's bucket policy")
 attack("empty-b", "user A", "s3:DeleteObjectVersion in B's bucket (B's instances lose their configuration)",

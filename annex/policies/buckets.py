@@ -19,8 +19,9 @@ def s3_actions(*names: str) -> list:
 
 def annex_bucket_policy(bucket, owner_user_id, instance_role_arn) -> PolicyDocument:
     """TLS only; its owner, named by aws:userid (which no one can choose) in this account, reads and
-    writes the configuration and empties the bucket at the end; the project's instances in this region
-    read annex/* and write annex/leaving/. Administrators act through their own identity policies."""
+    writes the configuration (never annex/leaving/, whose objects invoke the lease function) and empties the
+    bucket at the end; the project's instances in this region read annex/* and write annex/leaving/.
+    Administrators act through their own identity policies."""
     bucket_arn = Sub("arn:${AWS::Partition}:s3:::${Bucket}", Bucket=bucket)
     objects = Sub("arn:${AWS::Partition}:s3:::${Bucket}/*", Bucket=bucket)
     config = Sub("arn:${AWS::Partition}:s3:::${Bucket}/" + CONFIG_PREFIX + "*", Bucket=bucket)
@@ -36,6 +37,10 @@ def annex_bucket_policy(bucket, owner_user_id, instance_role_arn) -> PolicyDocum
                   Resource=[bucket_arn, objects], Condition=Condition(a.Bool("aws:SecureTransport", "false"))),
         Statement(Sid="OwnerWritesTheConfiguration", Effect=Allow, Principal=Principal("*"),
                   Action=s3_actions(*OWNER_OBJECT_ACTIONS), Resource=[objects], Condition=owner),
+        # each object under annex/leaving/ runs the annex's lease function: only the instances write there, so
+        # no user can spend the account's Lambda concurrency (the sweep's, the admission's) by writing objects
+        Statement(Sid="OnlyInstancesLeave", Effect=Deny, Principal=Principal("*"), Action=s3_actions("PutObject"),
+                  Resource=[leaving], Condition=owner),
         Statement(Sid="OwnerListsAndEmpties", Effect=Allow, Principal=Principal("*"),
                   Action=s3_actions(*OWNER_BUCKET_ACTIONS), Resource=[bucket_arn], Condition=owner),
         Statement(Sid="InstancesReadTheConfiguration", Effect=Allow, Principal=Principal("AWS", instance_role_arn),
